@@ -1,0 +1,1813 @@
+"""friendli_image: a one-file, standard-library-only client for Friendli image APIs.
+
+Generate (and edit) images on Friendli Dedicated Endpoints, or on a Friendli
+Container you run yourself, from any CPython 3.8+ with nothing but this file::
+
+    import friendli_image as fi
+
+    client = fi.Client()                        # token from FRIENDLI_TOKEN
+    res = client.generate(model="my-endpoint-id", prompt="a red fox", response_format="png")
+    res.data[0].save("fox.png")
+
+The module reads top to bottom: public constants, errors, data types, the retry
+policy, the transport (the one request path), the client, the facade that mirrors
+the official ``friendli`` SDK, and the command line.  Importing it does nothing
+but define names: no environment reads, no SSL context, no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import email.utils
+import http.client
+import io
+import json
+import logging
+import math
+import os
+import pathlib
+import random
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncFriendli",
+    "AuthenticationError",
+    "BackoffStrategy",
+    "BadRequestError",
+    "Client",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONTAINER_BASE_URL",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_RETRY_CONFIG",
+    "DEFAULT_TIMEOUT",
+    "FriendliError",
+    "FriendliValidationError",
+    "GeneratedImage",
+    "ImageEditRequest",
+    "ImageGenerationRequest",
+    "ImageGenerationResult",
+    "InternalServerError",
+    "InvalidResponseError",
+    "MAX_INPUT_IMAGE_BYTES",
+    "ModelRef",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryConfig",
+    "SDKError",
+    "SyncFriendli",
+    "UnprocessableEntityError",
+    "generate",
+    "main",
+]
+
+# ===========================================================================
+# Public constants
+# ===========================================================================
+
+DEFAULT_BASE_URL = "https://api.friendli.ai"
+"""Where Dedicated Endpoints live; ``FRIENDLI_BASE_URL`` or ``base_url=`` override it."""
+
+DEFAULT_CONTAINER_BASE_URL = "http://localhost:8000"
+"""Where a Friendli Container listens by default (the published spec's server)."""
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds one attempt may take, from connecting to the last byte of the response."""
+
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+"""Largest response body accepted; a larger one raises :class:`InvalidResponseError`."""
+
+MAX_INPUT_IMAGE_BYTES = 50 * 1024 * 1024
+"""Largest input image the API accepts (documented limit); larger inputs are refused locally."""
+
+RESPONSE_FORMATS = ("url", "raw", "png", "jpeg", "jpg")
+"""``response_format`` values a Dedicated Endpoint accepts."""
+
+CONTAINER_RESPONSE_FORMATS = ("raw", "jpeg")
+"""``response_format`` values a Friendli Container accepts."""
+
+RETRYABLE_STATUS_CODES = (429, 500, 502, 503, 504)
+"""Statuses retried by default (the official SDK's ``x-speakeasy-retries``)."""
+
+TARGETS = ("dedicated", "container")
+"""Kinds of deployment a :class:`Client` can talk to."""
+
+_API_PATHS = {
+    ("dedicated", "generate"): "/dedicated/v1/images/generations",
+    ("dedicated", "edit"): "/dedicated/v1/images/edits",
+    ("container", "generate"): "/v1/images/generations",
+    ("container", "edit"): "/v1/images/edits",
+}
+_ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body kept for messages and ``.body``
+_MAX_REDIRECTS = 10  # for image downloads only; API calls never follow redirects
+_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+logger = logging.getLogger("friendli_image")
+"""The module's logger: retries at INFO, every exchange at DEBUG. Tokens never appear."""
+
+# ===========================================================================
+# Errors
+# ===========================================================================
+
+
+class FriendliError(Exception):
+    """Base class of every error this module raises.
+
+    ``attempts`` is how many HTTP attempts the call made before giving up; when it
+    is over 1 the message ends with "(after N attempts)".
+    """
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self._text = message
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        if self.attempts > 1:
+            return f"{self._text} (after {self.attempts} attempts)"
+        return self._text
+
+    def __reduce__(self) -> Any:
+        # Keyword-only constructors do not survive the default pickling of exceptions.
+        return (_rebuild_error, (type(self), self.args, self.__dict__))
+
+
+def _rebuild_error(cls: "type[FriendliError]", args: Tuple[Any, ...], state: Dict[str, Any]) -> FriendliError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
+class FriendliValidationError(FriendliError, ValueError):
+    """An argument is invalid; raised before any network traffic."""
+
+
+class APIStatusError(FriendliError):
+    """The API answered with a status that is not success (any non-2xx).
+
+    Attributes: ``status_code``; ``message`` (the server's ``detail``/``message``/
+    ``error`` text when the body is JSON, else the HTTP reason); ``body`` (the
+    response text, at most 64 KiB); ``headers``; ``request_id`` (the
+    ``X-Request-Id`` response header); ``attempts``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        headers: Optional[Mapping[str, str]] = None,
+        request_id: Optional[str] = None,
+        server_message: Optional[str] = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.status_code = status_code
+        self.body = body
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.request_id = request_id
+        self.message = server_message if server_message is not None else message
+
+
+SDKError = APIStatusError
+"""The official SDK's name for :class:`APIStatusError`."""
+
+
+class BadRequestError(APIStatusError):
+    """400 Bad Request."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 Unauthorized: the token is missing, wrong or expired."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403 Forbidden: the token may not use this endpoint or team."""
+
+
+class NotFoundError(APIStatusError):
+    """404 Not Found: usually a wrong endpoint id or adapter route."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422 Unprocessable Entity; ``errors`` is the server's parsed ``detail`` list."""
+
+    @property
+    def errors(self) -> List[Any]:
+        """The ``detail`` list of the 422 body (``[]`` when there is none)."""
+        try:
+            detail = json.loads(self.body).get("detail")
+        except (ValueError, AttributeError):
+            return []
+        return detail if isinstance(detail, list) else []
+
+
+class RateLimitError(APIStatusError):
+    """429 Too Many Requests."""
+
+
+class InternalServerError(APIStatusError):
+    """Any 5xx status."""
+
+
+class APIConnectionError(FriendliError):
+    """No complete answer arrived: DNS, refused, reset, TLS, or a body cut short.
+
+    ``retryable`` is False for failures a retry cannot cure (e.g. an untrusted
+    TLS certificate).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1) -> None:
+        super().__init__(message, attempts=attempts)
+        self.retryable = retryable
+
+
+class APITimeoutError(APIConnectionError):
+    """An attempt ran out of time before the response was complete."""
+
+
+class InvalidResponseError(FriendliError):
+    """A 2xx response whose body is not what the API documents (or is too large)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: Optional[int] = None,
+        request_id: Optional[str] = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message, attempts=attempts)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+_STATUS_ERRORS: Dict[int, type] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def _status_error_class(status: int) -> type:
+    """The one place that maps an HTTP status to an error class."""
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status]
+    if 500 <= status <= 599:
+        return InternalServerError
+    return APIStatusError
+
+
+# ===========================================================================
+# Data types
+# ===========================================================================
+
+ImageInput = Union[str, bytes, bytearray, "os.PathLike[str]", Mapping[str, Any]]
+"""An input image: URL, ``data:`` URI, base64 text, bytes, a path, or ``{"image": ...}``."""
+
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"BM", "bmp"),
+)
+_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "gif": ".gif", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
+
+
+def _sniff_image_type(head: bytes) -> Optional[str]:
+    """The image type named by the first bytes of a file, or None."""
+    for signature, kind in _IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _has_space_or_control(text: str) -> bool:
+    return any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def _check_identifier(value: Any, param: str) -> str:
+    """A non-empty string without whitespace or control characters."""
+    if not isinstance(value, str) or not value:
+        raise FriendliValidationError(f"{param} must be a non-empty string, got {_short(value)}")
+    if _has_space_or_control(value):
+        raise FriendliValidationError(
+            f"{param} must not contain whitespace or control characters, got {_short(value)}"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """A Dedicated Endpoint model string, ``ENDPOINT_ID`` or ``ENDPOINT_ID:ADAPTER_ROUTE``."""
+
+    endpoint_id: str
+    adapter_route: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_identifier(self.endpoint_id, "model endpoint id")
+        if ":" in self.endpoint_id:
+            raise FriendliValidationError(f"model endpoint id must not contain ':', got {_short(self.endpoint_id)}")
+        if self.adapter_route is not None:
+            _check_identifier(self.adapter_route, "model adapter route")
+            if ":" in self.adapter_route:
+                raise FriendliValidationError(
+                    f"model adapter route must not contain ':', got {_short(self.adapter_route)}"
+                )
+
+    @classmethod
+    def parse(cls, value: Union[str, "ModelRef"]) -> "ModelRef":
+        """Parse ``"endpoint"`` or ``"endpoint:adapter"``; a ModelRef is returned as is."""
+        if isinstance(value, ModelRef):
+            return value
+        if not isinstance(value, str):
+            raise FriendliValidationError(f"model must be a string like 'endpoint-id[:adapter]', got {_short(value)}")
+        if value.count(":") > 1:
+            raise FriendliValidationError(
+                f"model must be 'endpoint-id' or 'endpoint-id:adapter-route' (one ':' at most), got {_short(value)}"
+            )
+        endpoint, sep, adapter = value.partition(":")
+        if not endpoint:
+            raise FriendliValidationError(f"model has an empty endpoint id: {_short(value)}")
+        if sep and not adapter:
+            raise FriendliValidationError(f"model has an empty adapter route after ':': {_short(value)}")
+        return cls(endpoint, adapter if sep else None)
+
+    def __str__(self) -> str:
+        if self.adapter_route is None:
+            return self.endpoint_id
+        return f"{self.endpoint_id}:{self.adapter_route}"
+
+
+def _looks_like_base64(text: str) -> bool:
+    """True when ``text`` is standard base64 (whitespace between groups allowed)."""
+    if not text.isascii():
+        return False
+    compact = "".join(text.split()) if _has_space_or_control(text) else text
+    if not compact or len(compact) % 4:
+        return False
+    try:
+        # a2b_base64 silently skips characters outside the alphabet, so a decoded
+        # length short of what the input length promises means the input was bad.
+        decoded_len = len(binascii.a2b_base64(compact))
+    except (binascii.Error, ValueError):
+        return False
+    return decoded_len == len(compact) // 4 * 3 - compact[-2:].count("=")
+
+
+def _decode_base64(text: str) -> bytes:
+    """Strictly decode standard base64; raise ValueError when it is not."""
+    if not _looks_like_base64(text):
+        raise ValueError("not valid base64")
+    compact = "".join(text.split()) if _has_space_or_control(text) else text
+    return binascii.a2b_base64(compact)
+
+
+def _data_uri(data: bytes, param: str) -> str:
+    kind = _sniff_image_type(data[:16])
+    if kind is None:
+        raise FriendliValidationError(
+            f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, TIFF or BMP expected); "
+            "pass a 'data:image/...;base64,' URI to choose it yourself"
+        )
+    if len(data) > MAX_INPUT_IMAGE_BYTES:
+        raise FriendliValidationError(
+            f"{param}: image is {len(data)} bytes, over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
+        )
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _read_image_file(path: "os.PathLike[str]", param: str) -> str:
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_INPUT_IMAGE_BYTES:
+            raise FriendliValidationError(
+                f"{param}: {os.fspath(path)!r} is {size} bytes, over the API's limit of "
+                f"{MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
+            )
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise FriendliValidationError(f"{param}: cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from exc
+    return _data_uri(data, param)
+
+
+def _encode_image_input(value: Any, param: str) -> str:
+    """Turn one input image into the string the API takes (URL, data URI or base64)."""
+    if isinstance(value, Mapping) and "image" in value:
+        return _encode_image_input(value["image"], param)
+    if isinstance(value, os.PathLike):
+        return _read_image_file(value, param)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _data_uri(bytes(value), param)
+    if not isinstance(value, str) or not value.strip():
+        raise FriendliValidationError(
+            f"{param} must be a URL, data: URI, base64 string, bytes or a file path, got {_short(value)}"
+        )
+    lowered = value[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        if _has_space_or_control(value):
+            raise FriendliValidationError(f"{param}: URL contains whitespace: {_short(value)}")
+        return value
+    if lowered.startswith("data:"):
+        header, comma, payload = value.partition(",")
+        if not comma or not header.endswith(";base64") or not _looks_like_base64(payload):
+            raise FriendliValidationError(f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(value)}")
+        encoded = payload
+    elif len(value) < 4096 and "\n" not in value and os.path.isfile(value):
+        return _read_image_file(pathlib.Path(value), param)
+    elif _looks_like_base64(value):
+        encoded = value
+    else:
+        raise FriendliValidationError(
+            f"{param} is not a URL, a data: URI, base64 text, or an existing file: {_short(value)}"
+        )
+    if len(encoded) // 4 * 3 > MAX_INPUT_IMAGE_BYTES:
+        raise FriendliValidationError(
+            f"{param}: image is over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
+        )
+    return value
+
+
+def _check_prompt(prompt: Any) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise FriendliValidationError(f"prompt must be a non-empty string, got {_short(prompt)}")
+
+
+def _check_int(value: Any, param: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FriendliValidationError(f"{param} must be an int, got {_short(value)}")
+
+
+def _check_finite(value: Any, param: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FriendliValidationError(f"{param} must be a finite number, got {_short(value)}")
+
+
+@dataclasses.dataclass
+class ImageGenerationRequest:
+    """The JSON body of an image generation; validated when constructed.
+
+    ``target`` is ``"dedicated"`` (``model`` required, ``ENDPOINT[:ADAPTER]``) or
+    ``"container"`` (``model`` is an optional adapter route, ``response_format`` is
+    ``raw`` or ``jpeg``).  Input images are normalised to the strings the API takes.
+    """
+
+    model: Optional[Union[str, ModelRef]]
+    prompt: str
+    num_inference_steps: int = 20
+    guidance_scale: Optional[float] = None
+    seed: Optional[int] = None
+    response_format: Optional[str] = None
+    control_images: Optional[Sequence[ImageInput]] = None
+    controlnet_weights: Optional[Sequence[float]] = None
+    target: str = "dedicated"
+
+    def __post_init__(self) -> None:
+        self._validate_common()
+        if self.control_images is not None:
+            if isinstance(self.control_images, (str, bytes)) or not isinstance(self.control_images, Sequence):
+                raise FriendliValidationError(
+                    f"control_images must be a list of images, got {_short(self.control_images)}"
+                )
+            if not self.control_images:
+                raise FriendliValidationError("control_images must not be empty (omit it instead)")
+            self.control_images = [
+                _encode_image_input(img, f"control_images[{i}]") for i, img in enumerate(self.control_images)
+            ]
+        if self.controlnet_weights is not None:
+            weights = self.controlnet_weights
+            if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+                raise FriendliValidationError(f"controlnet_weights must be a list of numbers, got {_short(weights)}")
+            for i, weight in enumerate(weights):
+                _check_finite(weight, f"controlnet_weights[{i}]")
+                if not 0 <= weight <= 1:
+                    raise FriendliValidationError(f"controlnet_weights[{i}] must be within [0, 1], got {weight!r}")
+            if self.control_images is not None and len(weights) != len(self.control_images):
+                raise FriendliValidationError(
+                    f"controlnet_weights has {len(weights)} values but control_images has "
+                    f"{len(self.control_images)}; they must be the same length"
+                )
+            self.controlnet_weights = list(weights)
+
+    def _validate_common(self) -> None:
+        if self.target not in TARGETS:
+            raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(self.target)}")
+        if self.target == "dedicated":
+            if self.model is None:
+                raise FriendliValidationError("model is required: pass model='endpoint-id' or 'endpoint-id:adapter'")
+            self.model = ModelRef.parse(self.model)
+        elif self.model is not None:
+            self.model = _check_identifier(str(self.model), "model (adapter route)")
+        _check_prompt(self.prompt)
+        _check_int(self.num_inference_steps, "num_inference_steps")
+        if not 1 <= self.num_inference_steps <= 50:
+            raise FriendliValidationError(
+                f"num_inference_steps must be within [1, 50], got {self.num_inference_steps!r}"
+            )
+        if self.guidance_scale is not None:
+            _check_finite(self.guidance_scale, "guidance_scale")
+        if self.seed is not None:
+            _check_int(self.seed, "seed")
+        allowed = RESPONSE_FORMATS if self.target == "dedicated" else CONTAINER_RESPONSE_FORMATS
+        if self.response_format is not None and self.response_format not in allowed:
+            raise FriendliValidationError(
+                f"response_format must be one of {', '.join(allowed)} for a {self.target} target, "
+                f"got {_short(self.response_format)}"
+            )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON body as a dict; ``None`` fields are left out."""
+        body: Dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "target" or value is None:
+                continue
+            if field.name == "model":
+                value = str(value)
+            elif field.name in ("control_images",):
+                value = [{"image": img} for img in value]
+            body[field.name] = value
+        return body
+
+    def to_json(self) -> bytes:
+        """The JSON body, UTF-8 encoded (NaN and infinities are refused)."""
+        return json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False).encode("utf-8")
+
+
+@dataclasses.dataclass
+class ImageEditRequest(ImageGenerationRequest):
+    """The JSON body of an image edit: a generation request plus ``image``.
+
+    ``image`` is one input or a list of inputs (see :data:`ImageInput`).
+    """
+
+    image: Optional[Union[ImageInput, Sequence[ImageInput]]] = None
+
+    def __post_init__(self) -> None:
+        self._validate_common()
+        if self.control_images is not None or self.controlnet_weights is not None:
+            raise FriendliValidationError("control_images and controlnet_weights are not part of an image edit")
+        image = self.image
+        if image is None:
+            raise FriendliValidationError("image is required for an edit")
+        if isinstance(image, (list, tuple)):
+            if not image:
+                raise FriendliValidationError("image must not be an empty list")
+            self.image = [_encode_image_input(img, f"image[{i}]") for i, img in enumerate(image)]
+        else:
+            self.image = _encode_image_input(image, "image")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON body as a dict; ``None`` fields are left out."""
+        body = super().to_dict()
+        if isinstance(self.image, list):
+            body["image"] = [{"image": img} for img in self.image]
+        else:
+            body["image"] = {"image": self.image}
+        return body
+
+
+@dataclasses.dataclass(repr=False)
+class GeneratedImage:
+    """One image of a result: ``b64_json`` holds it, or ``url`` says where to fetch it."""
+
+    seed: Optional[int]
+    response_format: Optional[str]
+    url: Optional[str] = None
+    b64_json: Optional[str] = None
+
+    # The transport of the client that made this image (for downloading ``url``).  Not
+    # a field, so dataclasses.asdict() and comparisons ignore it.
+    _transport: ClassVar[Optional["_Transport"]] = None
+
+    def __repr__(self) -> str:
+        parts = [f"seed={self.seed!r}", f"response_format={self.response_format!r}"]
+        if self.url is not None:
+            parts.append(f"url={self.url!r}")
+        if self.b64_json is not None:
+            b64 = self.b64_json
+            shown = repr(b64) if len(b64) <= 48 else f"'{b64[:32]}\u2026' ({len(b64)} chars)"
+            parts.append(f"b64_json={shown}")
+        return f"GeneratedImage({', '.join(parts)})"
+
+    def content(self) -> bytes:
+        """The image bytes: ``b64_json`` decoded, or ``url`` downloaded.
+
+        A download sends no ``Authorization`` header, follows redirects, and uses the
+        client's timeout, retry policy and response size cap.
+        """
+        if self.b64_json is not None:
+            try:
+                return _decode_base64(self.b64_json)
+            except ValueError as exc:
+                raise InvalidResponseError("b64_json of this image is not valid base64") from exc
+        if self.url is None:
+            raise FriendliError("this image has neither b64_json nor url")
+        transport = self.__dict__.get("_transport") or _Transport()
+        return transport.download(self.url)
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> pathlib.Path:
+        """Write the image to ``path`` and return the path written.
+
+        A path without a suffix gets ``.png``/``.jpg``/... from the image's bytes.
+        The file appears whole or not at all (written beside, then renamed).
+        """
+        data = self.content()
+        target = pathlib.Path(path)
+        if not target.suffix:
+            target = target.with_name(target.name + _SUFFIXES.get(_sniff_image_type(data[:16]) or "", ".bin"))
+        _write_atomically(target, data)
+        return target
+
+    def data_uri(self) -> str:
+        """The image as a ``data:image/<type>;base64,...`` URI, for HTML or JSON responses."""
+        if self.b64_json is not None:
+            self.content()  # validates
+            compact = "".join(self.b64_json[:256].split())
+            kind = _sniff_image_type(binascii.a2b_base64(compact[: len(compact) // 4 * 4])) or "png"
+            return f"data:image/{kind};base64," + "".join(self.b64_json.split())
+        data = self.content()
+        kind = _sniff_image_type(data[:16]) or "png"
+        return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _attach(image: GeneratedImage, transport: "_Transport") -> GeneratedImage:
+    image.__dict__["_transport"] = transport
+    return image
+
+
+def _write_atomically(target: pathlib.Path, data: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.part")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclasses.dataclass
+class ImageGenerationResult:
+    """What a generate or edit call returns: the images and the server's request id."""
+
+    data: List[GeneratedImage]
+    request_id: Optional[str] = None
+
+    def save_all(self, directory: Union[str, "os.PathLike[str]"], prefix: str = "image") -> List[pathlib.Path]:
+        """Save every image as ``directory/<prefix>-<index>.<ext>``; return the paths."""
+        folder = pathlib.Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        return [image.save(folder / f"{prefix}-{index}") for index, image in enumerate(self.data)]
+
+
+# ===========================================================================
+# Retry policy
+# ===========================================================================
+
+
+@dataclasses.dataclass
+class BackoffStrategy:
+    """Exponential backoff, in milliseconds, as in the official SDK.
+
+    The n-th retry sleeps ``initial_interval * exponent**n`` plus a random jitter
+    (0-1000 ms unless ``jitter_ms`` says otherwise), capped at ``max_interval``.
+    ``max_elapsed_time`` bounds the whole call (it is the default ``total_timeout``).
+    """
+
+    initial_interval: int
+    max_interval: int
+    exponent: float
+    max_elapsed_time: int
+    jitter_ms: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time"):
+            value = getattr(self, name)
+            _check_finite(value, f"BackoffStrategy.{name}")
+            if value < 0:
+                raise FriendliValidationError(f"BackoffStrategy.{name} must not be negative, got {value!r}")
+        if self.jitter_ms is not None:
+            _check_finite(self.jitter_ms, "BackoffStrategy.jitter_ms")
+
+    def delay(self, retry_index: int) -> float:
+        """Seconds to sleep before retry number ``retry_index`` (0 for the first retry)."""
+        jitter = 1000.0 if self.jitter_ms is None else float(self.jitter_ms)
+        millis = self.initial_interval * self.exponent**retry_index + random.uniform(0, jitter)
+        return min(millis, self.max_interval) / 1000.0
+
+
+@dataclasses.dataclass
+class RetryConfig:
+    """When to retry: ``strategy`` is ``"backoff"`` or ``"none"`` (the SDK's names and order).
+
+    ``status_codes_override`` replaces the retried statuses (ints, or patterns such
+    as ``"5XX"``); ``max_retries`` optionally caps the number of retries.
+    """
+
+    strategy: str
+    backoff: Optional[BackoffStrategy] = None
+    retry_connection_errors: bool = True
+    status_codes_override: Optional[Sequence[Union[int, str]]] = None
+    max_retries: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("backoff", "none"):
+            raise FriendliValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {_short(self.strategy)}")
+        if self.strategy == "backoff" and self.backoff is None:
+            self.backoff = BackoffStrategy(500, 60000, 1.5, 3600000)
+        if self.max_retries is not None:
+            _check_int(self.max_retries, "RetryConfig.max_retries")
+
+    def retries_status(self, status: int) -> bool:
+        """Whether an answer with this status is retried."""
+        codes = RETRYABLE_STATUS_CODES if self.status_codes_override is None else self.status_codes_override
+        for code in codes:
+            if isinstance(code, str) and len(code) == 3 and code[1:].upper() == "XX":
+                if str(status)[0] == code[0]:
+                    return True
+            elif str(code) == str(status):
+                return True
+        return False
+
+
+DEFAULT_RETRY_CONFIG = RetryConfig("backoff", BackoffStrategy(500, 60000, 1.5, 3600000), True)
+"""The official SDK's policy: 500 ms x1.5 backoff with jitter, 60 s cap, 1 h budget."""
+
+_NO_RETRIES = RetryConfig("none")
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
+    """Seconds the server asked us to wait (``retry-after-ms``, then ``Retry-After``), or None."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            millis = float(value)
+        except ValueError:
+            millis = math.nan
+        if math.isfinite(millis) and millis > 0:
+            return millis / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+# ===========================================================================
+# Transport: the one request path
+# ===========================================================================
+
+
+class _Secret:
+    """Holds a token so that no repr, log or traceback local shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Union[str, Callable[[], str]]) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        value = self._value
+        if callable(value):
+            try:
+                value = value()
+            except Exception as exc:
+                raise FriendliError(f"the token callable raised {type(exc).__name__}") from exc
+        if not isinstance(value, str) or not value.strip():
+            raise FriendliValidationError(
+                "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
+            )
+        if _has_space_or_control(value):
+            raise FriendliValidationError("the API token contains whitespace or control characters")
+        return value
+
+    def __repr__(self) -> str:
+        return "<token>"
+
+
+class _DeadlineSocket:
+    """A socket wrapper that bounds every read and write by one absolute deadline.
+
+    A socket timeout alone bounds each ``recv``; a server that trickles a byte a
+    second would then hold an attempt forever.  ``http.client`` only needs
+    ``makefile``, ``sendall`` and ``close`` from a socket; the rest is delegated.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._io_refs = 0
+        self._closed = False
+
+    def _arm(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        self._sock.settimeout(remaining)
+
+    def recv_into(self, *args: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(*args)
+
+    def recv(self, *args: Any) -> bytes:
+        self._arm()
+        return self._sock.recv(*args)
+
+    def sendall(self, *args: Any) -> None:
+        self._arm()
+        self._sock.sendall(*args)
+
+    def send(self, *args: Any) -> int:
+        self._arm()
+        return self._sock.send(*args)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError("only binary reading is supported")
+        self._io_refs += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
+
+    def _decref_socketios(self) -> None:
+        self._io_refs -= 1
+        if self._closed and self._io_refs <= 0:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._io_refs <= 0:
+            self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _DeadlineHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self._deadline)
+
+
+class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self._deadline)
+
+
+class _Request(urllib.request.Request):
+    deadline: float = math.inf
+
+
+class _DeadlineHandler(urllib.request.AbstractHTTPHandler):
+    """Opens http and https URLs with deadline-bound connections."""
+
+    def __init__(self, transport: "_Transport") -> None:
+        super().__init__()
+        self._transport = transport
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection_class: Any = _DeadlineHTTPConnection
+        return self.do_open(connection_class, req, deadline=getattr(req, "deadline", math.inf))
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection_class: Any = _DeadlineHTTPSConnection
+        return self.do_open(
+            connection_class,
+            req,
+            context=self._transport.ssl_context(),
+            deadline=getattr(req, "deadline", math.inf),
+        )
+
+    http_request = urllib.request.AbstractHTTPHandler.do_request_
+    https_request = urllib.request.AbstractHTTPHandler.do_request_
+
+
+@dataclasses.dataclass
+class _RawResponse:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: Union[bytes, bytearray]
+    url: str
+
+    @property
+    def request_id(self) -> Optional[str]:
+        return self.headers.get("x-request-id")
+
+
+T = TypeVar("T")
+
+
+class _Transport:
+    """Sends one logical request with retries, deadlines, a size cap and error mapping.
+
+    Every operation (generate, edit, image download) goes through :meth:`request`.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: Optional[RetryConfig] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        user_agent: Optional[str] = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Optional[Callable[[float], Any]] = None,
+        clock: Optional[Callable[[], float]] = None,
+    ) -> None:
+        if ssl_context is not None:
+            if not isinstance(ssl_context, ssl.SSLContext):
+                raise FriendliValidationError(f"ssl_context must be an ssl.SSLContext, got {_short(ssl_context)}")
+            if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
+                raise FriendliValidationError(
+                    "ssl_context must verify certificates and host names (CERT_REQUIRED, check_hostname=True); "
+                    "to trust a private CA use ssl.create_default_context(cafile=...)"
+                )
+        self.timeout = _check_timeout(timeout, "timeout")
+        self.retries = retries if retries is not None else DEFAULT_RETRY_CONFIG
+        self.max_response_bytes = max_response_bytes
+        self.user_agent = user_agent or (
+            f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+        )
+        self.sleep = sleep if sleep is not None else time.sleep
+        self.clock = clock if clock is not None else time.monotonic
+        self._ssl_context = ssl_context
+        # ProxyHandler reads HTTPS_PROXY/HTTP_PROXY/NO_PROXY now, as urllib does.  No
+        # redirect or error handler: every status comes back to request() as is.
+        self._opener = urllib.request.OpenerDirector()
+        for handler in (urllib.request.ProxyHandler(), _DeadlineHandler(self), urllib.request.UnknownHandler()):
+            self._opener.add_handler(handler)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context for https (made on first use: loading CA certificates costs)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    # -- one attempt --------------------------------------------------------
+
+    def _exchange(
+        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], timeout: float
+    ) -> _RawResponse:
+        """One HTTP exchange, bounded by ``timeout`` seconds from start to last byte."""
+        request = _Request(url, data=body, headers=headers, method=method)
+        request.deadline = time.monotonic() + timeout
+        try:
+            response = self._opener.open(request, timeout=timeout)
+            with response:
+                status = response.status
+                limit = self.max_response_bytes if 200 <= status < 300 else _ERROR_BODY_LIMIT
+                data = _read_body(response, limit, truncate=not 200 <= status < 300)
+                return _RawResponse(status, response.reason or "", response.headers, data, url)
+        except FriendliError:
+            raise
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # urllib, http.client, socket, ssl
+            raise _connection_error(exc, url) from exc
+
+    # -- the retry loop -----------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Callable[[], Dict[str, str]],
+        parse: Callable[[_RawResponse], T],
+        body: Optional[bytes] = None,
+        retries: Optional[RetryConfig] = None,
+        timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None,
+        follow_redirects: bool = False,
+        cancel: Optional[threading.Event] = None,
+    ) -> T:
+        """Send until success, a final error, or the end of the time budget.
+
+        ``headers`` is called once per attempt (so a token callable is too).
+        """
+        policy = retries if retries is not None else self.retries
+        per_attempt = self.timeout if timeout is None else _check_timeout(timeout, "timeout")
+        if total_timeout is None and policy.strategy == "backoff" and policy.backoff is not None:
+            total_timeout = policy.backoff.max_elapsed_time / 1000.0
+        deadline = None if total_timeout is None else self.clock() + _check_timeout(total_timeout, "total_timeout")
+        last_answer: Optional[APIStatusError] = None
+        attempt = 0
+        while True:
+            attempt += 1
+            started = self.clock()
+            attempt_timeout = per_attempt if deadline is None else min(per_attempt, deadline - started)
+            try:
+                if attempt_timeout <= 0:
+                    raise APITimeoutError("the call's total_timeout ran out before the request was sent")
+                sent_headers = headers()
+                secret = sent_headers.get("Authorization", "")[len("Bearer "):]
+                raw = self._follow(method, url, body, sent_headers, attempt_timeout, follow_redirects)
+                if not 200 <= raw.status < 300:
+                    raise _status_error(raw, secret)
+                logger.debug("%s %s -> %d in %.3f s", method, _loggable(url), raw.status, self.clock() - started)
+                return parse(raw)
+            except FriendliError as err:
+                elapsed = self.clock() - started
+                if isinstance(err, APIStatusError):
+                    last_answer = err
+                delay = self._retry_delay(err, policy, attempt, deadline, elapsed)
+                if delay is None:
+                    final: FriendliError = err
+                    if isinstance(err, APITimeoutError) and attempt_timeout < per_attempt and last_answer is not None:
+                        final = last_answer  # the budget, not the server, ended this attempt
+                    final.attempts = attempt
+                    if final is err:
+                        raise
+                    raise final from err
+                logger.info(
+                    "retrying in %.1f s after %s (attempt %d/%s)",
+                    delay,
+                    _describe_failure(err),
+                    attempt + 1,
+                    policy.max_retries + 1 if policy.max_retries is not None else "\u2026",
+                )
+            self.sleep(delay)
+            if cancel is not None and cancel.is_set():
+                raise FriendliError("the call was cancelled", attempts=attempt)
+
+    def _retry_delay(
+        self, err: FriendliError, policy: RetryConfig, attempt: int, deadline: Optional[float], elapsed: float
+    ) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if policy.strategy != "backoff" or policy.backoff is None:
+            return None
+        if policy.max_retries is not None and attempt > policy.max_retries:
+            return None
+        delay: Optional[float] = None
+        if isinstance(err, APIStatusError):
+            if not policy.retries_status(err.status_code):
+                return None
+            delay = _retry_after_seconds(err.headers)
+        elif isinstance(err, APIConnectionError):
+            if not (policy.retry_connection_errors and err.retryable):
+                return None
+        else:
+            return None
+        if delay is None:
+            delay = policy.backoff.delay(attempt - 1)
+        if deadline is not None:
+            remaining = deadline - self.clock()
+            # Never sleep past the budget, and don't start an attempt that has less
+            # time than the last one took.
+            if delay >= remaining or remaining - delay < elapsed:
+                return None
+        return delay
+
+    def _follow(
+        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], timeout: float, follow: bool
+    ) -> _RawResponse:
+        """One attempt; when ``follow``, redirects are followed (GET only, no credentials across hosts)."""
+        deadline = time.monotonic() + timeout
+        raw = self._exchange(method, url, body, headers, timeout)
+        hops = 0
+        while follow and raw.status in _REDIRECT_STATUSES and raw.headers.get("location"):
+            hops += 1
+            if hops > _MAX_REDIRECTS:
+                raise APIConnectionError(f"more than {_MAX_REDIRECTS} redirects from {_loggable(url)}", retryable=False)
+            target = urllib.parse.urljoin(raw.url, raw.headers["location"])
+            if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+                raise APIConnectionError(f"redirect to an unsupported URL: {_loggable(target)}", retryable=False)
+            if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(raw.url).netloc:
+                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise APITimeoutError(f"timed out following redirects from {_loggable(url)}")
+            raw = self._exchange("GET", target, None, headers, remaining)
+        return raw
+
+    def download(
+        self, url: str, *, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None
+    ) -> bytes:
+        """GET an image URL: no credentials, redirects followed, size cap applied."""
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise FriendliValidationError(f"image url must be http(s), got {_short(url)}")
+        return self.request(
+            "GET",
+            url,
+            headers=lambda: {"User-Agent": self.user_agent, "Accept": "*/*"},
+            parse=lambda raw: bytes(raw.body),
+            retries=retries,
+            timeout=timeout,
+            follow_redirects=True,
+        )
+
+
+def _check_timeout(value: Any, param: str) -> float:
+    _check_finite(value, param)
+    if value <= 0:
+        raise FriendliValidationError(f"{param} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _loggable(url: str) -> str:
+    """A URL without its query string (pre-signed image URLs carry credentials there)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _describe_failure(err: FriendliError) -> str:
+    if isinstance(err, APIStatusError):
+        return str(err.status_code)
+    if isinstance(err, APITimeoutError):
+        return "a timeout"
+    return "a connection error"
+
+
+def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool) -> Union[bytes, bytearray]:
+    """Read the whole body into one buffer (one copy), refusing more than ``limit`` bytes."""
+    length = response.length
+    if length is not None and length > limit:
+        if truncate:
+            return response.read(limit)
+        raise InvalidResponseError(
+            f"response body is {length} bytes, over the limit of {limit} bytes (max_response_bytes)",
+            status_code=response.status,
+        )
+    if length is not None:
+        buf = bytearray(length)
+        with memoryview(buf) as view:
+            got = 0
+            while got < length:
+                n = response.readinto(view[got:])
+                if not n:
+                    raise http.client.IncompleteRead(bytes(view[:got]), length - got)
+                got += n
+        return buf
+    buf = bytearray()
+    while True:
+        chunk = response.read(1024 * 1024)
+        if not chunk:
+            return buf
+        buf += chunk
+        if len(buf) > limit:
+            if truncate:
+                return buf[:limit]
+            raise InvalidResponseError(
+                f"response body is over the limit of {limit} bytes (max_response_bytes)", status_code=response.status
+            )
+
+
+def _connection_error(exc: BaseException, url: str) -> APIConnectionError:
+    """Dress a urllib/http.client/socket/ssl exception as an APIConnectionError."""
+    reason: BaseException = exc
+    while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
+        reason = reason.reason
+    where = _loggable(url)
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return APITimeoutError(f"timed out talking to {where}")
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return APIConnectionError(
+            f"TLS certificate of {where} could not be verified ({reason.verify_message}); "
+            "to trust a private CA pass ssl_context=ssl.create_default_context(cafile=...)",
+            retryable=False,
+        )
+    if isinstance(reason, http.client.IncompleteRead):
+        return APIConnectionError(
+            f"connection to {where} closed with the response body incomplete "
+            f"({len(reason.partial)} bytes read, {reason.expected} more expected)"
+        )
+    if isinstance(reason, http.client.RemoteDisconnected):
+        return APIConnectionError(f"{where} closed the connection without answering")
+    if isinstance(reason, urllib.error.URLError):
+        return APIConnectionError(f"cannot reach {where}: {reason.reason}")
+    detail = str(reason) or type(reason).__name__
+    return APIConnectionError(f"connection to {where} failed: {type(reason).__name__}: {detail}")
+
+
+def _status_error(raw: _RawResponse, secret: str) -> APIStatusError:
+    """Build the error for a non-2xx answer (the class comes from :func:`_status_error_class`)."""
+    text = bytes(raw.body).decode("utf-8", "replace")
+    if secret:
+        text = text.replace(secret, "[REDACTED]")
+    server_message: Optional[str] = None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        for key in ("detail", "message", "error"):
+            value = payload.get(key)
+            if isinstance(value, dict):
+                value = value.get("message", value)
+            if value:
+                server_message = value if isinstance(value, str) else json.dumps(value)
+                break
+    summary = server_message or text.strip()[:200] or raw.reason
+    message = f"{raw.status} {raw.reason}: {summary}".rstrip(": ")
+    if raw.status in _REDIRECT_STATUSES:
+        message = (
+            f"{raw.status} {raw.reason}: the API answered with a redirect to {raw.headers.get('location')!r}, "
+            "which is not followed (the token is never sent elsewhere); check base_url"
+        )
+    if raw.request_id:
+        message += f" [request id {raw.request_id}]"
+    cls = _status_error_class(raw.status)
+    return cls(  # type: ignore[no-any-return]
+        message,
+        status_code=raw.status,
+        body=text,
+        headers=raw.headers,
+        request_id=raw.request_id,
+        server_message=server_message or raw.reason,
+    )
+
+
+def _load_json(raw: _RawResponse) -> Any:
+    """Parse a 2xx JSON body, releasing the raw bytes before parsing (keeps peak memory low)."""
+    try:
+        text = raw.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidResponseError(
+            f"response is not UTF-8 JSON (Content-Type {raw.headers.get('content-type')!r})",
+            status_code=raw.status,
+            request_id=raw.request_id,
+        ) from exc
+    raw.body = b""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidResponseError(
+            f"response is not JSON (Content-Type {raw.headers.get('content-type')!r}): {_short(text[:80])}",
+            status_code=raw.status,
+            request_id=raw.request_id,
+        ) from exc
+
+
+# ===========================================================================
+# Client
+# ===========================================================================
+
+
+def _check_base_url(value: Any, allow_insecure_http: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise FriendliValidationError(f"base_url must be a URL string, got {_short(value)}")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FriendliValidationError(f"base_url must look like https://host[:port][/path], got {_short(value)}")
+    if parts.query or parts.fragment:
+        raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(value)}")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise FriendliValidationError(
+            f"refusing plain http:// to {parts.hostname!r}: use https:// (or, for a Friendli Container "
+            "on a private network you trust, pass allow_insecure_http=True)"
+        )
+    return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    import ipaddress  # only needed for plain-http base URLs
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    out: Dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not name or _has_space_or_control(name) or ":" in name:
+            raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise FriendliValidationError(f"http_headers: invalid value for header {name!r}")
+        out[name] = value
+    return out
+
+
+_CALL_OPTIONS = ("x_friendli_team", "retries", "timeout", "total_timeout", "http_headers")
+
+
+class Client:
+    """A thread-safe client for Friendli image APIs.
+
+    ``token`` is a string or a zero-argument callable returning one (called once
+    per attempt, for rotating secrets); it defaults to ``FRIENDLI_TOKEN``.  ``team``
+    defaults to ``FRIENDLI_TEAM`` and ``base_url`` to ``FRIENDLI_BASE_URL`` or
+    ``https://api.friendli.ai``.  ``timeout`` bounds each attempt; ``retries`` is
+    the default :class:`RetryConfig`.
+
+    ``target="container"`` talks to a Friendli Container instead (default
+    ``http://localhost:8000``; no token unless one is passed; no environment reads).
+    Plain ``http://`` is refused unless the host is loopback or
+    ``allow_insecure_http=True``.  ``sleep`` and ``clock`` may be replaced (tests).
+    """
+
+    def __init__(
+        self,
+        token: Optional[Union[str, Callable[[], str]]] = None,
+        *,
+        base_url: Optional[str] = None,
+        team: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: Optional[RetryConfig] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        user_agent: Optional[str] = None,
+        target: str = "dedicated",
+        allow_insecure_http: bool = False,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Optional[Callable[[float], Any]] = None,
+        clock: Optional[Callable[[], float]] = None,
+    ) -> None:
+        if target not in TARGETS:
+            raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(target)}")
+        if retries is not None and not isinstance(retries, RetryConfig):
+            raise FriendliValidationError(f"retries must be a RetryConfig, got {_short(retries)}")
+        self.target = target
+        if target == "dedicated":
+            token = token if token is not None else os.environ.get("FRIENDLI_TOKEN")
+            team = team if team is not None else (os.environ.get("FRIENDLI_TEAM") or None)
+            base_url = base_url or os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
+        else:
+            base_url = base_url or DEFAULT_CONTAINER_BASE_URL
+        self.base_url = _check_base_url(base_url, allow_insecure_http)
+        self.team = None if team is None else _check_identifier(team, "team")
+        self._token = _Secret(token) if token else None
+        self._transport = _Transport(
+            timeout=timeout,
+            retries=retries,
+            ssl_context=ssl_context,
+            user_agent=user_agent,
+            max_response_bytes=max_response_bytes,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Client(base_url={self.base_url!r}, target={self.target!r}, team={self.team!r}, "
+            f"token={'<set>' if self._token else None})"
+        )
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release (no connection is kept open); present for symmetry."""
+
+    def generate(
+        self,
+        *,
+        model: Optional[Union[str, ModelRef]] = None,
+        prompt: str,
+        num_inference_steps: int = 20,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        response_format: Optional[str] = None,
+        control_images: Optional[Sequence[ImageInput]] = None,
+        controlnet_weights: Optional[Sequence[float]] = None,
+        x_friendli_team: Optional[str] = None,
+        retries: Optional[RetryConfig] = None,
+        timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> ImageGenerationResult:
+        """Generate image(s) from a prompt.
+
+        ``model`` is ``"endpoint-id"`` or ``"endpoint-id:adapter-route"`` (a container
+        takes an optional adapter route).  ``retries``, ``timeout``, ``total_timeout``
+        (seconds for the whole call, sleeps included) and ``x_friendli_team`` override
+        the client's for this call; ``http_headers`` adds headers.
+        """
+        params = dict(locals())
+        del params["self"]
+        return self._call("generate", params)
+
+    def edit(
+        self,
+        *,
+        model: Optional[Union[str, ModelRef]] = None,
+        prompt: str,
+        image: Union[ImageInput, Sequence[ImageInput]],
+        num_inference_steps: int = 20,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        response_format: Optional[str] = None,
+        x_friendli_team: Optional[str] = None,
+        retries: Optional[RetryConfig] = None,
+        timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> ImageGenerationResult:
+        """Edit image(s) as a prompt says; ``image`` is one input or a list of them.
+
+        Inputs may be URLs, ``data:`` URIs, base64 text, bytes or file paths (read and
+        sent as ``data:image/<type>;base64,...``); over 50 MiB is refused locally.
+        Other parameters are as for :meth:`generate`.
+        """
+        params = dict(locals())
+        del params["self"]
+        return self._call("edit", params)
+
+    def _call(
+        self, operation: str, params: Dict[str, Any], cancel: Optional[threading.Event] = None
+    ) -> ImageGenerationResult:
+        options = {name: params.pop(name, None) for name in _CALL_OPTIONS}
+        request_type = ImageGenerationRequest if operation == "generate" else ImageEditRequest
+        request = request_type(target=self.target, **params)
+        return self._send(operation, request, cancel=cancel, **options)
+
+    def _prepare(
+        self,
+        operation: str,
+        request: ImageGenerationRequest,
+        x_friendli_team: Optional[str] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> Tuple[str, bytes, Dict[str, str]]:
+        """URL, body and headers of a call, without the token (also used for ``--dry-run``)."""
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self._transport.user_agent,
+        }
+        team = x_friendli_team if x_friendli_team is not None else self.team
+        if team is not None and self.target == "dedicated":
+            headers["X-Friendli-Team"] = _check_identifier(team, "x_friendli_team")
+        headers.update(_check_headers(http_headers))
+        return self.base_url + _API_PATHS[(self.target, operation)], request.to_json(), headers
+
+    def _send(
+        self,
+        operation: str,
+        request: ImageGenerationRequest,
+        *,
+        x_friendli_team: Optional[str] = None,
+        retries: Optional[RetryConfig] = None,
+        timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> ImageGenerationResult:
+        url, body, static_headers = self._prepare(operation, request, x_friendli_team, http_headers)
+        if retries is not None and not isinstance(retries, RetryConfig):
+            raise FriendliValidationError(f"retries must be a RetryConfig, got {_short(retries)}")
+        token = self._token
+        if token is None and self.target == "dedicated":
+            raise FriendliValidationError(
+                "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
+            )
+
+        def headers() -> Dict[str, str]:
+            if token is None or "Authorization" in static_headers:
+                return dict(static_headers)
+            return {**static_headers, "Authorization": "Bearer " + token.get()}
+
+        transport = self._transport
+        return transport.request(
+            "POST",
+            url,
+            body=body,
+            headers=headers,
+            parse=lambda raw: _parse_result(raw, request, transport),
+            retries=retries,
+            timeout=timeout,
+            total_timeout=total_timeout,
+            cancel=cancel,
+        )
+
+
+def _parse_result(raw: _RawResponse, request: ImageGenerationRequest, transport: _Transport) -> ImageGenerationResult:
+    """Turn a 2xx body into an ImageGenerationResult, or raise InvalidResponseError."""
+    request_id = raw.request_id
+    payload = _load_json(raw)
+
+    def invalid(what: str) -> NoReturn:
+        raise InvalidResponseError(f"unexpected response: {what}", status_code=raw.status, request_id=request_id)
+
+    if not isinstance(payload, dict):
+        invalid(f"expected a JSON object, got {type(payload).__name__}")
+    if request.target == "container":
+        image = payload.get("image")
+        if not isinstance(image, str) or not image:
+            invalid("no 'image' string in the container's answer")
+        if not _looks_like_base64(image):
+            invalid("'image' is not valid base64")
+        image_format = request.response_format or "jpeg"  # the container's documented default
+        only = GeneratedImage(request.seed, image_format, b64_json=image)
+        return ImageGenerationResult([_attach(only, transport)], request_id)
+    data = payload.get("data")
+    if not isinstance(data, list) or not data:
+        invalid("'data' is missing or not a non-empty list")
+    images = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            invalid(f"data[{index}] is not an object")
+        url, b64, seed, fmt = item.get("url"), item.get("b64_json"), item.get("seed"), item.get("response_format")
+        if url is None and b64 is None:
+            invalid(f"data[{index}] has neither 'url' nor 'b64_json'")
+        if b64 is not None and (not isinstance(b64, str) or not _looks_like_base64(b64)):
+            invalid(f"data[{index}].b64_json is not valid base64")
+        if url is not None and (
+            not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https")
+        ):
+            invalid(f"data[{index}].url is not an http(s) URL")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            invalid(f"data[{index}].seed is not an integer")
+        if fmt is not None and not isinstance(fmt, str):
+            invalid(f"data[{index}].response_format is not a string")
+        images.append(_attach(GeneratedImage(seed, fmt or request.response_format, url, b64), transport))
+    return ImageGenerationResult(images, request_id)
+
+
+def generate(**kwargs: Any) -> ImageGenerationResult:
+    """One-liner: ``Client().generate(**kwargs)`` (token from ``FRIENDLI_TOKEN``)."""
+    return Client().generate(**kwargs)
+
+
+class AsyncClient:
+    """:class:`Client` for asyncio: the same methods as coroutines.
+
+    Each call runs in a worker thread (``asyncio.to_thread``, or ``executor`` when
+    given), so the event loop never blocks, retry sleeps included.  Cancelling the
+    awaiting task abandons the call: its result is dropped and no further attempt
+    starts.  Keyword arguments are those of :class:`Client`.
+    """
+
+    def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None, **kwargs: Any) -> None:
+        self._client = Client(token, **kwargs)
+        self._executor = executor
+
+    def __repr__(self) -> str:
+        return "Async" + repr(self._client)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self._client.close()
+
+    async def generate(self, **kwargs: Any) -> ImageGenerationResult:
+        """Await :meth:`Client.generate` (same keyword arguments)."""
+        return await _call_in_thread(self._client, "generate", kwargs, self._executor)
+
+    async def edit(self, **kwargs: Any) -> ImageGenerationResult:
+        """Await :meth:`Client.edit` (same keyword arguments)."""
+        return await _call_in_thread(self._client, "edit", kwargs, self._executor)
+
+
+async def _call_in_thread(
+    client: Client, operation: str, params: Dict[str, Any], executor: Any = None
+) -> ImageGenerationResult:
+    """Run ``client._call`` in a worker thread; on cancellation, stop its retries."""
+    import asyncio  # imported here: synchronous users never pay for it
+    import functools
+
+    cancel = threading.Event()
+    call = functools.partial(client._call, operation, dict(params), cancel)
+    try:
+        if executor is None and hasattr(asyncio, "to_thread"):
+            return await asyncio.to_thread(call)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
+
+
+# ===========================================================================
+# SDK-compatible facade
+# ===========================================================================
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+"""Marks an argument as not given (``retries`` omitted vs ``retries=None``)."""
+
+
+class _ImageOperations:
+    """``friendli.dedicated.image`` / ``friendli.container.image``: generate and edit."""
+
+    def __init__(self, owner: "SyncFriendli", target: str) -> None:
+        self._owner = owner
+        self._target = target
+
+    def _client_for(self, server_url: Optional[str]) -> Client:
+        return self._owner._client_for(self._target, server_url)
+
+    def _translate(self, params: Dict[str, Any]) -> Tuple[Client, Dict[str, Any]]:
+        retries = params.pop("retries", UNSET)
+        timeout_ms = params.pop("timeout_ms", None)
+        client = self._client_for(params.pop("server_url", None))
+        if retries is not UNSET:
+            params["retries"] = retries if retries is not None else _NO_RETRIES
+        if timeout_ms is not None:
+            params["timeout"] = timeout_ms / 1000.0
+        return client, params
+
+    def generate(self, **params: Any) -> ImageGenerationResult:
+        """Generate image(s): the SDK's keyword names (``model``, ``prompt``, ``num_inference_steps``,
+        ``guidance_scale``, ``seed``, ``response_format``, ``control_images``, ``controlnet_weights``,
+        ``x_friendli_team``, ``retries``, ``server_url``, ``timeout_ms``, ``http_headers``)."""
+        client, params = self._translate(params)
+        return client._call("generate", params)
+
+    def edit(self, **params: Any) -> ImageGenerationResult:
+        """Edit image(s): as :meth:`generate` plus ``image``, without the control-net fields."""
+        client, params = self._translate(params)
+        return client._call("edit", params)
+
+
+class _Namespace:
+    def __init__(self, image: Any) -> None:
+        self.image = image
+
+
+class SyncFriendli:
+    """Drop-in for the official SDK's ``SyncFriendli`` image operations.
+
+    ``with SyncFriendli(token=...) as friendli: friendli.dedicated.image.generate(...)``.
+    In a call, ``retries`` omitted uses ``retry_config`` (or the default policy) and
+    ``retries=None`` disables retries, as in the SDK.  ``friendli.container.image``
+    talks to ``http://localhost:8000`` unless a call passes ``server_url``.
+    """
+
+    def __init__(
+        self,
+        token: Optional[Union[str, Callable[[], str]]] = None,
+        server_url: Optional[str] = None,
+        retry_config: Optional[RetryConfig] = None,
+        timeout_ms: Optional[int] = None,
+        *,
+        x_friendli_team: Optional[str] = None,
+        allow_insecure_http: bool = False,
+        **client_options: Any,
+    ) -> None:
+        self._token = token
+        self._team = x_friendli_team
+        self._options: Dict[str, Any] = dict(
+            retries=retry_config,
+            timeout=timeout_ms / 1000.0 if timeout_ms is not None else DEFAULT_TIMEOUT,
+            allow_insecure_http=allow_insecure_http,
+            **client_options,
+        )
+        self._client = Client(token, base_url=server_url, team=x_friendli_team, **self._options)
+        self._clients: Dict[Tuple[str, Optional[str]], Client] = {}
+        self._lock = threading.Lock()
+        self.dedicated = _Namespace(_ImageOperations(self, "dedicated"))
+        self.container = _Namespace(_ImageOperations(self, "container"))
+
+    def _client_for(self, target: str, server_url: Optional[str]) -> Client:
+        """The client for a target and per-call ``server_url`` (made once, then reused)."""
+        if target == "dedicated" and server_url is None:
+            return self._client
+        with self._lock:
+            client = self._clients.get((target, server_url))
+            if client is None:
+                if target == "dedicated":
+                    client = Client(self._token, base_url=server_url, team=self._team, **self._options)
+                else:  # the SDK sends no token to a container (its operations declare no security)
+                    client = Client(base_url=server_url, target="container", **self._options)
+                self._clients[(target, server_url)] = client
+            return client
+
+    def __repr__(self) -> str:
+        return f"SyncFriendli(server_url={self._client.base_url!r})"
+
+    def __enter__(self) -> "SyncFriendli":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release; present because the SDK has it."""
+
+
+class _AsyncImageOperations:
+    def __init__(self, sync_ops: _ImageOperations) -> None:
+        self._ops = sync_ops
+
+    async def generate(self, **params: Any) -> ImageGenerationResult:
+        """Await ``SyncFriendli``'s generate (same keyword arguments)."""
+        return await self._run("generate", params)
+
+    async def edit(self, **params: Any) -> ImageGenerationResult:
+        """Await ``SyncFriendli``'s edit (same keyword arguments)."""
+        return await self._run("edit", params)
+
+    async def _run(self, operation: str, params: Dict[str, Any]) -> ImageGenerationResult:
+        client, params = self._ops._translate(dict(params))
+        return await _call_in_thread(client, operation, params)
+
+
+class AsyncFriendli(SyncFriendli):
+    """The official SDK's async facade: ``async with AsyncFriendli(...) as f: await f.dedicated.image.generate(...)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dedicated = _Namespace(_AsyncImageOperations(_ImageOperations(self, "dedicated")))
+        self.container = _Namespace(_AsyncImageOperations(_ImageOperations(self, "container")))
+
+    async def __aenter__(self) -> "AsyncFriendli":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+# ===========================================================================
+# Command line
+# ===========================================================================
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point (``friendli-image`` / ``python friendli_image.py``); returns the exit code."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="friendli-image", description="Generate an image on a Friendli endpoint.")
+    parser.add_argument("prompt")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("-o", "--output", default="image")
+    args = parser.parse_args(argv)
+    try:
+        result = Client().generate(model=args.model, prompt=args.prompt, response_format="png")
+        for index, image in enumerate(result.data):
+            print(image.save(args.output if index == 0 else f"{args.output}-{index}"), file=sys.stderr)
+    except FriendliValidationError as exc:
+        print(f"friendli-image: {exc}", file=sys.stderr)
+        return 2
+    except FriendliError as exc:
+        print(f"friendli-image: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
