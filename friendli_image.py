@@ -636,6 +636,19 @@ class GeneratedImage:
             parts.append(f"b64_json={shown}")
         return f"GeneratedImage({', '.join(parts)})"
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # A pickle carries the data, not the client's transport (it holds an SSL context).
+        return {name: value for name, value in self.__dict__.items() if name != "_transport"}
+
+    def __copy__(self) -> "GeneratedImage":
+        clone = dataclasses.replace(self)  # the fields are immutable, so this is also a deep copy
+        if "_transport" in self.__dict__:
+            clone.__dict__["_transport"] = self.__dict__["_transport"]
+        return clone
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "GeneratedImage":
+        return self.__copy__()
+
     def content(self) -> bytes:
         """The image bytes: ``b64_json`` decoded, or ``url`` downloaded.
 
@@ -839,6 +852,8 @@ class _Secret:
         if _has_space_or_control(value):
             raise FriendliValidationError("the API token contains whitespace or control characters")
         return value
+
+    __call__ = get  # so a _Secret can be passed where a token callable is expected
 
     def __repr__(self) -> str:
         return "<token>"
@@ -1393,7 +1408,7 @@ class Client:
             base_url = base_url or DEFAULT_CONTAINER_BASE_URL
         self.base_url = _check_base_url(base_url, allow_insecure_http)
         self.team = None if team is None else _check_identifier(team, "team")
-        self._token = _Secret(token) if token else None
+        self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
         self._transport = _Transport(
             timeout=timeout,
             retries=retries,
@@ -1622,12 +1637,22 @@ class AsyncClient:
 async def _call_in_thread(
     client: Client, operation: str, params: Dict[str, Any], executor: Any = None
 ) -> ImageGenerationResult:
-    """Run ``client._call`` in a worker thread; on cancellation, stop its retries."""
+    """Run ``client._call`` in a worker thread; on cancellation, stop its retries.
+
+    The arguments are first bound to the signature of :meth:`Client.generate` or
+    :meth:`Client.edit`, so defaults and ``TypeError`` for missing or unknown
+    arguments are exactly those of the synchronous method.
+    """
     import asyncio  # imported here: synchronous users never pay for it
     import functools
+    import inspect
 
+    bound = inspect.signature(getattr(Client, operation)).bind(client, **params)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    del arguments["self"]
     cancel = threading.Event()
-    call = functools.partial(client._call, operation, dict(params), cancel)
+    call = functools.partial(client._call, operation, arguments, cancel)
     try:
         if executor is None and hasattr(asyncio, "to_thread"):
             return await asyncio.to_thread(call)
@@ -1676,12 +1701,12 @@ class _ImageOperations:
         ``guidance_scale``, ``seed``, ``response_format``, ``control_images``, ``controlnet_weights``,
         ``x_friendli_team``, ``retries``, ``server_url``, ``timeout_ms``, ``http_headers``)."""
         client, params = self._translate(params)
-        return client._call("generate", params)
+        return client.generate(**params)
 
     def edit(self, **params: Any) -> ImageGenerationResult:
         """Edit image(s): as :meth:`generate` plus ``image``, without the control-net fields."""
         client, params = self._translate(params)
-        return client._call("edit", params)
+        return client.edit(**params)
 
 
 class _Namespace:
@@ -1709,7 +1734,7 @@ class SyncFriendli:
         allow_insecure_http: bool = False,
         **client_options: Any,
     ) -> None:
-        self._token = token
+        self._token = _Secret(token) if token else None  # never a bare string in __dict__
         self._team = x_friendli_team
         self._options: Dict[str, Any] = dict(
             retries=retry_config,
@@ -1717,7 +1742,7 @@ class SyncFriendli:
             allow_insecure_http=allow_insecure_http,
             **client_options,
         )
-        self._client = Client(token, base_url=server_url, team=x_friendli_team, **self._options)
+        self._client = Client(self._token, base_url=server_url, team=x_friendli_team, **self._options)
         self._clients: Dict[Tuple[str, Optional[str]], Client] = {}
         self._lock = threading.Lock()
         self.dedicated = _Namespace(_ImageOperations(self, "dedicated"))

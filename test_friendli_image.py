@@ -318,3 +318,647 @@ def test_num_inference_steps_is_always_sent_and_none_fields_are_omitted(api: Fak
     client.generate(model="ep", prompt="p", guidance_scale=7.5, seed=0)
     assert api.requests[1].json == {"model": "ep", "prompt": "p", "num_inference_steps": 20, "guidance_scale": 7.5,
                                     "seed": 0}
+
+
+def test_token_team_and_base_url_come_from_the_environment(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIENDLI_TOKEN", TOKEN)
+    monkeypatch.setenv("FRIENDLI_TEAM", "team-env")
+    monkeypatch.setenv("FRIENDLI_BASE_URL", api.url + "/")
+    client = fi.Client()
+    assert client.base_url == api.url
+    client.generate(model="ep", prompt="p")
+    client.generate(model="ep", prompt="p", x_friendli_team="team-call")
+    assert api.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert api.requests[0].headers["x-friendli-team"] == "team-env"
+    assert api.requests[1].headers["x-friendli-team"] == "team-call"
+
+
+def test_explicit_arguments_beat_the_environment(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIENDLI_TOKEN", "env-token")
+    monkeypatch.setenv("FRIENDLI_BASE_URL", "https://example.invalid")
+    client = fi.Client(TOKEN, base_url=api.url, team="team-arg")
+    client.generate(model="ep", prompt="p")
+    assert api.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert api.requests[0].headers["x-friendli-team"] == "team-arg"
+
+
+def test_default_base_url_is_friendli() -> None:
+    assert fi.Client(TOKEN).base_url == "https://api.friendli.ai" == fi.DEFAULT_BASE_URL
+
+
+def test_token_callable_is_called_once_per_attempt(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    calls: List[int] = []
+
+    def token() -> str:
+        calls.append(1)
+        return TOKEN
+
+    client = fi.Client(token, base_url=api.url, sleep=fake_sleep, clock=fake_sleep.clock)
+    api.queue(Reply(503, {"detail": "busy"}), Reply(503, {"detail": "busy"}))
+    res = client.generate(model="ep", prompt="p")
+    assert len(calls) == 3 == len(api.requests)
+    assert res.data[0].content() == PNG
+
+
+def test_a_failing_token_callable_is_a_friendli_error(api: FakeFriendli) -> None:
+    def token() -> str:
+        raise KeyError("secret-store-down")
+
+    with pytest.raises(fi.FriendliError, match="token callable raised KeyError") as info:
+        fi.Client(token, base_url=api.url).generate(model="ep", prompt="p")
+    assert isinstance(info.value.__cause__, KeyError)
+    assert api.requests == []
+
+
+def test_control_images_accept_urls_data_uris_base64_paths_and_bytes(
+    api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path
+) -> None:
+    path = tmp_path / "edge.png"
+    path.write_bytes(PNG)
+    data_uri = "data:image/png;base64," + PNG_B64
+    client.generate(
+        model="ep",
+        prompt="p",
+        control_images=["https://example.com/a.png", data_uri, PNG_B64, path, JPEG, str(path)],
+        controlnet_weights=[0, 0.5, 1, 1.0, 0.25, 1],
+    )
+    body = api.requests[0].json
+    assert body["control_images"] == [
+        {"image": "https://example.com/a.png"},
+        {"image": data_uri},
+        {"image": PNG_B64},
+        {"image": data_uri},
+        {"image": "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()},
+        {"image": data_uri},
+    ]
+    assert body["controlnet_weights"] == [0, 0.5, 1, 1.0, 0.25, 1]
+
+
+def test_module_level_generate_uses_the_environment(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIENDLI_TOKEN", TOKEN)
+    monkeypatch.setenv("FRIENDLI_BASE_URL", api.url)
+    res = fi.generate(model="ep", prompt="p", response_format="png", seed=7)
+    assert res.data[0].seed == 7
+    assert api.requests[0].json["seed"] == 7
+
+
+# -- model strings -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, endpoint, adapter",
+    [("ep", "ep", None), ("ep-1:adapter_2", "ep-1", "adapter_2"), ("(endpoint-id)", "(endpoint-id)", None)],
+)
+def test_model_ref_parses_and_round_trips(text: str, endpoint: str, adapter: Optional[str]) -> None:
+    ref = fi.ModelRef.parse(text)
+    assert ref == fi.ModelRef(endpoint_id=endpoint, adapter_route=adapter)
+    assert str(ref) == text
+    assert fi.ModelRef.parse(ref) is ref
+
+
+@pytest.mark.parametrize("text", ["", ":adapter", "ep:", "a:b:c", "ep id", "ep\t", "ep\x00", " ep", "ep:ad apt"])
+def test_bad_model_strings_fail_before_any_traffic(api: FakeFriendli, client: fi.Client, text: str) -> None:
+    with pytest.raises(fi.FriendliValidationError, match="model"):
+        client.generate(model=text, prompt="p")
+    assert api.requests == []
+
+
+def test_generate_accepts_a_model_ref(api: FakeFriendli, client: fi.Client) -> None:
+    client.generate(model=fi.ModelRef("ep", "ad"), prompt="p")
+    assert api.requests[0].json["model"] == "ep:ad"
+
+
+# -- input validation ------------------------------------------------------------
+
+BAD_ARGUMENTS = [
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   \n"}, "prompt"),
+    ({"prompt": None}, "prompt"),
+    ({"prompt": 42}, "prompt"),
+    ({"num_inference_steps": 0}, "num_inference_steps"),
+    ({"num_inference_steps": 51}, "num_inference_steps"),
+    ({"num_inference_steps": 10.0}, "num_inference_steps"),
+    ({"num_inference_steps": True}, "num_inference_steps"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"),
+    ({"guidance_scale": float("inf")}, "guidance_scale"),
+    ({"guidance_scale": "7"}, "guidance_scale"),
+    ({"seed": True}, "seed"),
+    ({"seed": 1.5}, "seed"),
+    ({"seed": "1"}, "seed"),
+    ({"response_format": "gif"}, "response_format"),
+    ({"response_format": "PNG"}, "response_format"),
+    ({"controlnet_weights": [1.5]}, "controlnet_weights"),
+    ({"controlnet_weights": [float("nan")]}, "controlnet_weights"),
+    ({"controlnet_weights": [-0.1]}, "controlnet_weights"),
+    ({"controlnet_weights": [0.5, 0.5], "control_images": [PNG_B64]}, "controlnet_weights"),
+    ({"control_images": "https://example.com/a.png"}, "control_images"),
+    ({"control_images": ["not an image, not a file"]}, "control_images"),
+    ({"control_images": [b"not an image"]}, "control_images"),
+    ({"x_friendli_team": "bad team"}, "x_friendli_team"),
+    ({"http_headers": {"X-Evil": "a\r\nInjected: 1"}}, "http_headers"),
+]
+
+
+@pytest.mark.parametrize("overrides, param", BAD_ARGUMENTS)
+def test_invalid_arguments_fail_before_any_traffic(
+    api: FakeFriendli, client: fi.Client, overrides: Dict[str, Any], param: str
+) -> None:
+    kwargs: Dict[str, Any] = {"model": "ep", "prompt": "a prompt", **overrides}
+    with pytest.raises(fi.FriendliValidationError) as info:
+        client.generate(**kwargs)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, fi.FriendliError)
+    assert param in str(info.value)
+    assert api.requests == []
+
+
+def test_a_missing_token_names_friendli_token(api: FakeFriendli) -> None:
+    for token in (None, ""):
+        with pytest.raises(fi.FriendliValidationError, match="FRIENDLI_TOKEN"):
+            fi.Client(token, base_url=api.url).generate(model="ep", prompt="p")
+    assert api.requests == []
+
+
+def test_a_token_with_whitespace_is_refused_without_echoing_it(api: FakeFriendli) -> None:
+    with pytest.raises(fi.FriendliValidationError) as info:
+        fi.Client("abc\ndef-SECRET", base_url=api.url).generate(model="ep", prompt="p")
+    assert "SECRET" not in str(info.value)
+    assert api.requests == []
+
+
+def test_request_dataclass_builds_the_body() -> None:
+    request = fi.ImageGenerationRequest(model="ep:ad", prompt="p", seed=3, controlnet_weights=[1])
+    assert request.to_dict() == {"model": "ep:ad", "prompt": "p", "num_inference_steps": 20, "seed": 3,
+                                 "controlnet_weights": [1]}
+    assert json.loads(request.to_json()) == request.to_dict()
+    with pytest.raises(fi.FriendliValidationError):
+        fi.ImageGenerationRequest(model="ep", prompt="p", num_inference_steps=99)
+
+
+# -- results ------------------------------------------------------------------------
+
+
+def test_print_of_a_result_stays_short(api: FakeFriendli, client: fi.Client) -> None:
+    big = base64.b64encode(make_png(extra=1024 * 1024)).decode()
+    api.queue(Reply(200, {"data": [{"b64_json": big, "seed": 5, "response_format": "png"}]}))
+    res = client.generate(model="ep", prompt="p", response_format="png")
+    text = repr(res)
+    assert len(text) < 300
+    assert "seed=5" in text and f"({len(big)} chars)" in text
+    assert res.data[0].b64_json == big  # the attribute itself is whole
+
+
+def test_save_picks_the_suffix_from_the_bytes(api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path) -> None:
+    png = client.generate(model="ep", prompt="p", response_format="png").data[0]
+    jpg = client.generate(model="ep", prompt="p", response_format="jpeg").data[0]
+    assert png.save(tmp_path / "car") == tmp_path / "car.png"
+    assert jpg.save(tmp_path / "car") == tmp_path / "car.jpg"
+    assert jpg.save(str(tmp_path / "named.jpeg")) == tmp_path / "named.jpeg"
+    assert (tmp_path / "car.png").read_bytes() == PNG
+    assert (tmp_path / "car.jpg").read_bytes() == JPEG
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["car.jpg", "car.png", "named.jpeg"]  # no temp files
+
+
+def test_url_items_are_downloaded_without_the_token(api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path) -> None:
+    res = client.generate(model="ep", prompt="p")  # response_format defaults to url on the server
+    item = res.data[0]
+    assert item.url is not None and item.url.startswith(api.url + "/files/") and item.b64_json is None
+    assert item.save(tmp_path / "img") == tmp_path / "img.png"
+    assert (tmp_path / "img.png").read_bytes() == PNG
+    download = api.requests[-1]
+    assert download.method == "GET" and download.path == "/files/image.png?sig=abc"
+    assert "authorization" not in download.headers
+
+
+# -- retry types -----------------------------------------------------------------------
+
+
+def test_retry_types_take_the_sdks_positional_order() -> None:
+    config = fi.RetryConfig("backoff", fi.BackoffStrategy(500, 60000, 1.5, 3600000), True)
+    assert config.backoff is not None
+    assert (config.backoff.initial_interval, config.backoff.max_interval) == (500, 60000)
+    assert (config.backoff.exponent, config.backoff.max_elapsed_time) == (1.5, 3600000)
+    assert config.retry_connection_errors is True and config.status_codes_override is None
+    assert fi.DEFAULT_RETRY_CONFIG == config
+    with pytest.raises(fi.FriendliValidationError):
+        fi.RetryConfig("sometimes")
+
+
+def test_strategy_none_makes_one_attempt(api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep) -> None:
+    api.queue(Reply(503, {"detail": "busy"}))
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
+    assert info.value.attempts == 1 and "attempts" not in str(info.value)
+    assert len(api.requests) == 1 and fake_sleep.calls == []
+
+
+# -- errors -------------------------------------------------------------------------
+
+STATUS_CLASSES = [
+    (400, fi.BadRequestError),
+    (401, fi.AuthenticationError),
+    (403, fi.PermissionDeniedError),
+    (404, fi.NotFoundError),
+    (409, fi.APIStatusError),
+    (418, fi.APIStatusError),
+    (422, fi.UnprocessableEntityError),
+    (429, fi.RateLimitError),
+    (500, fi.InternalServerError),
+    (501, fi.InternalServerError),
+    (503, fi.InternalServerError),
+    (599, fi.InternalServerError),
+]
+
+
+@pytest.mark.parametrize("status, cls", STATUS_CLASSES)
+def test_each_status_maps_to_its_error_class(api: FakeFriendli, client: fi.Client, status: int, cls: type) -> None:
+    api.queue(Reply(status, {"detail": f"server says {status}"}, headers={"X-Request-Id": "rid-9"}))
+    with pytest.raises(fi.APIStatusError) as info:
+        client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
+    err = info.value
+    assert type(err) is cls
+    assert isinstance(err, fi.SDKError) and isinstance(err, fi.FriendliError)
+    assert err.status_code == status
+    assert err.message == f"server says {status}"
+    assert json.loads(err.body) == {"detail": f"server says {status}"}
+    assert err.request_id == "rid-9" and err.headers["x-request-id"] == "rid-9"
+    assert str(status) in str(err) and "rid-9" in str(err) and f"server says {status}" in str(err)
+    assert err.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b'{"message": "from message"}', "from message"),
+        (b'{"error": {"message": "nested", "type": "x"}}', "nested"),
+        (b'{"error": "plain error"}', "plain error"),
+        (b"<html>Bad Gateway</html>", "Bad Request"),  # not JSON: the reason phrase
+    ],
+)
+def test_error_message_comes_from_the_json_body(
+    api: FakeFriendli, client: fi.Client, body: bytes, expected: str
+) -> None:
+    api.queue(Reply(400, body=body))
+    with pytest.raises(fi.BadRequestError) as info:
+        client.generate(model="ep", prompt="p")
+    assert info.value.message == expected
+    assert info.value.body == body.decode()
+
+
+def test_422_exposes_the_parsed_detail_list(api: FakeFriendli, client: fi.Client) -> None:
+    detail = [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]
+    api.queue(Reply(422, {"detail": detail}))
+    with pytest.raises(fi.UnprocessableEntityError) as info:
+        client.generate(model="ep", prompt="p")
+    assert info.value.errors == detail
+    assert info.value.attempts == 1 and len(api.requests) == 1  # 422 is never retried
+
+
+def test_error_bodies_are_capped(api: FakeFriendli, client: fi.Client) -> None:
+    api.queue(Reply(400, body=b"x" * (1024 * 1024)))
+    with pytest.raises(fi.BadRequestError) as info:
+        client.generate(model="ep", prompt="p")
+    assert 0 < len(info.value.body) <= 64 * 1024
+
+
+@pytest.mark.parametrize(
+    "reply, fragment",
+    [
+        (Reply(200, body=b"<html><body>Welcome to nginx</body></html>", content_type="text/html"), "not JSON"),
+        (Reply(200, {"data": []}), "'data'"),
+        (Reply(200, {"images": []}), "'data'"),
+        (Reply(200, {"data": [{"seed": 1, "response_format": "png"}]}), "neither"),
+        (Reply(200, {"data": [{"seed": 1, "response_format": "png", "b64_json": "!!notbase64!!"}]}), "base64"),
+    ],
+)
+def test_a_2xx_that_is_not_the_documented_json_is_an_invalid_response(
+    api: FakeFriendli, client: fi.Client, reply: Reply, fragment: str
+) -> None:
+    api.queue(reply)
+    with pytest.raises(fi.InvalidResponseError, match=fragment) as info:
+        client.generate(model="ep", prompt="p")
+    assert info.value.status_code == 200
+    assert len(api.requests) == 1  # not retried: the server did answer
+
+
+def test_a_body_cut_short_is_a_retryable_connection_error(api: FakeFriendli, client: fi.Client) -> None:
+    api.queue(short_body)
+    res = client.generate(model="ep", prompt="p", response_format="png")
+    assert res.data[0].content() == PNG and len(api.requests) == 2
+    api.queue(short_body)
+    with pytest.raises(fi.APIConnectionError, match="incomplete") as info:
+        client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
+    assert info.value.__cause__ is not None  # the http.client exception is chained, not leaked
+
+
+def test_connection_refused_is_an_api_connection_error(fake_sleep: FakeSleep) -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = fi.Client(TOKEN, base_url=f"http://127.0.0.1:{port}", sleep=fake_sleep, clock=fake_sleep.clock)
+    retry = fi.RetryConfig("backoff", fi.BackoffStrategy(10, 100, 2, 60000, jitter_ms=0), True, max_retries=2)
+    with pytest.raises(fi.APIConnectionError) as info:
+        client.generate(model="ep", prompt="p", retries=retry)
+    assert info.value.attempts == 3 and "after 3 attempts" in str(info.value)
+    assert fake_sleep.calls == [0.01, 0.02]
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    err = fi.RateLimitError("429 Too Many Requests: slow down", status_code=429, body="{}", request_id="r",
+                            attempts=3)
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is fi.RateLimitError and str(copy) == str(err) and copy.status_code == 429
+
+
+# -- retries ---------------------------------------------------------------------------
+
+
+def no_jitter(**overrides: Any) -> fi.RetryConfig:
+    backoff = dict(initial_interval=500, max_interval=60000, exponent=1.5, max_elapsed_time=3600000, jitter_ms=0)
+    backoff.update(overrides)
+    return fi.RetryConfig("backoff", fi.BackoffStrategy(**backoff), True)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_retryable_statuses_back_off_exponentially(
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep, status: int
+) -> None:
+    api.queue(Reply(status, {"detail": "x"}), Reply(status, {"detail": "x"}), Reply(status, {"detail": "x"}))
+    res = client.generate(model="ep", prompt="p", response_format="png", retries=no_jitter())
+    assert res.data[0].content() == PNG
+    assert fake_sleep.calls == [0.5, 0.75, 1.125]
+    assert len(api.requests) == 4
+
+
+def test_default_jitter_is_up_to_one_second_and_sleeps_are_capped(
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep
+) -> None:
+    api.queue(*[Reply(503, {"detail": "x"}) for _ in range(8)])
+    client.generate(model="ep", prompt="p", response_format="png")
+    assert len(fake_sleep.calls) == 8
+    for n, slept in enumerate(fake_sleep.calls[:3]):
+        assert 0.5 * 1.5**n <= slept <= 0.5 * 1.5**n + 1.0
+    fake_sleep.calls.clear()
+    api.queue(*[Reply(503, {"detail": "x"}) for _ in range(6)])
+    capped = fi.RetryConfig("backoff", fi.BackoffStrategy(500, 2000, 3, 3600000), True)
+    client.generate(model="ep", prompt="p", response_format="png", retries=capped)
+    assert max(fake_sleep.calls) <= 2.0 and fake_sleep.calls[-1] == 2.0
+
+
+def test_non_retryable_statuses_are_not_retried(api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep) -> None:
+    for status in (400, 401, 403, 404, 422):
+        api.queue(Reply(status, {"detail": "no"}))
+        with pytest.raises(fi.APIStatusError):
+            client.generate(model="ep", prompt="p")
+    assert len(api.requests) == 5 and fake_sleep.calls == []
+
+
+def test_status_codes_override_replaces_the_retried_statuses(
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep
+) -> None:
+    config = fi.RetryConfig("backoff", fi.BackoffStrategy(10, 10, 1, 1000, jitter_ms=0), True, ["4XX"])
+    api.queue(Reply(409, {"detail": "conflict"}), Reply(503, {"detail": "busy"}))
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", retries=config)
+    assert info.value.attempts == 2 and len(api.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "1500", "Retry-After": "9"}, 1.5),
+        ({"Retry-After": "0"}, 0.5),  # 0 falls back to backoff
+        ({"Retry-After": "soon"}, 0.5),  # garbage falls back to backoff
+        ({"retry-after-ms": "-5"}, 0.5),
+    ],
+)
+def test_retry_after_headers_are_honoured(
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep, headers: Dict[str, str], expected: float
+) -> None:
+    api.queue(Reply(429, {"detail": "slow down"}, headers=headers))
+    client.generate(model="ep", prompt="p", response_format="png", retries=no_jitter())
+    assert fake_sleep.calls == [expected]
+
+
+def test_retry_after_as_an_http_date(api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep) -> None:
+    from email.utils import formatdate
+
+    api.queue(Reply(429, {"detail": "slow down"}, headers={"Retry-After": formatdate(time.time() + 3, usegmt=True)}))
+    client.generate(model="ep", prompt="p", response_format="png", retries=no_jitter())
+    assert len(fake_sleep.calls) == 1 and 1.0 <= fake_sleep.calls[0] <= 3.0
+
+
+def test_budget_ends_with_the_last_server_answer(api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep) -> None:
+    api.queue(*[Reply(429, {"detail": "rate limited"}) for _ in range(100)])
+    with pytest.raises(fi.RateLimitError) as info:
+        client.generate(model="ep", prompt="p", total_timeout=10, retries=no_jitter())
+    # 0.5 + 0.75 + 1.125 + 1.6875 + 2.53125 = 6.59 s of sleep; the next (3.8 s) would pass the budget.
+    assert fake_sleep.calls == [0.5, 0.75, 1.125, 1.6875, 2.53125]
+    assert info.value.attempts == 6 and "(after 6 attempts)" in str(info.value)
+    assert sum(fake_sleep.calls) <= 10
+
+
+def test_default_budget_is_max_elapsed_time(api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep) -> None:
+    api.queue(*[Reply(503, {"detail": "down"}) for _ in range(500)])
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", retries=no_jitter(max_elapsed_time=120000))
+    assert sum(fake_sleep.calls) <= 120 and info.value.attempts == len(fake_sleep.calls) + 1
+
+
+def test_a_retry_after_beyond_the_budget_stops_at_once(
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep
+) -> None:
+    api.queue(Reply(429, {"detail": "come back in an hour"}, headers={"Retry-After": "3600"}))
+    with pytest.raises(fi.RateLimitError) as info:
+        client.generate(model="ep", prompt="p", total_timeout=30)
+    assert fake_sleep.calls == [] and info.value.attempts == 1 and len(api.requests) == 1
+
+
+def test_no_retry_starts_with_less_time_than_the_last_attempt_took(api: FakeFriendli) -> None:
+    # Real clock: each 503 takes 0.3 s to arrive; the budget is 0.75 s, sleeps 10 ms.
+    client = fi.Client(TOKEN, base_url=api.url)
+    api.queue(*[Reply(503, {"detail": "slow"}, delay=0.3) for _ in range(5)])
+    started = time.monotonic()
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", total_timeout=0.75, retries=no_jitter(initial_interval=10))
+    assert info.value.attempts == 2  # a third would start with < 0.3 s left
+    assert time.monotonic() - started < 0.75 + 0.5
+
+
+def test_a_timeout_of_the_clients_own_making_reports_the_last_answer(api: FakeFriendli) -> None:
+    client = fi.Client(TOKEN, base_url=api.url)
+    api.queue(Reply(503, {"detail": "busy"}), Reply(200, {"data": []}, delay=2.0))
+    started = time.monotonic()
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", total_timeout=0.5, retries=no_jitter(initial_interval=10))
+    assert info.value.attempts == 2 and "(after 2 attempts)" in str(info.value)
+    assert isinstance(info.value.__cause__, fi.APITimeoutError)
+    assert time.monotonic() - started < 0.5 + 0.5
+
+
+def test_a_plain_timeout_is_an_api_timeout_error(api: FakeFriendli) -> None:
+    client = fi.Client(TOKEN, base_url=api.url, timeout=0.2, retries=fi.RetryConfig("none"))
+    api.queue(Reply(200, {"data": []}, delay=2.0))
+    started = time.monotonic()
+    with pytest.raises(fi.APITimeoutError) as info:
+        client.generate(model="ep", prompt="p")
+    assert isinstance(info.value, fi.APIConnectionError) and info.value.attempts == 1
+    assert time.monotonic() - started < 0.2 + 0.5
+
+
+def test_retries_are_logged_without_the_token(
+    api: FakeFriendli, client: fi.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="friendli_image")
+    api.queue(Reply(503, {"detail": "busy"}))
+    client.generate(model="ep", prompt="p", response_format="png", retries=no_jitter())
+    assert "retrying in 0.5 s after 503 (attempt 2/\u2026)" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+# -- security defaults ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_on_the_api_call_are_not_followed(api: FakeFriendli, client: fi.Client, status: int) -> None:
+    elsewhere = FakeFriendli()
+    try:
+        api.queue(Reply(status, body=b"", headers={"Location": elsewhere.url + "/dedicated/v1/images/generations"}))
+        with pytest.raises(fi.APIStatusError, match="redirect") as info:
+            client.generate(model="ep", prompt="p")
+        assert info.value.status_code == status and type(info.value) is fi.APIStatusError
+        assert elsewhere.requests == [] and len(api.requests) == 1
+    finally:
+        elsewhere.close()
+
+
+@pytest.mark.parametrize("url", ["http://api.friendli.ai", "http://10.0.0.5:8000", "http://example.com/x"])
+def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
+    with pytest.raises(fi.FriendliValidationError, match="https://"):
+        fi.Client(TOKEN, base_url=url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9", "https://x.example"])
+def test_loopback_http_and_any_https_are_accepted(url: str) -> None:
+    assert fi.Client(TOKEN, base_url=url).base_url == url
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "api.friendli.ai", "https://", "https://host/?q=1"])
+def test_malformed_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(fi.FriendliValidationError, match="base_url"):
+        fi.Client(TOKEN, base_url=url)
+
+
+def test_an_ssl_context_that_does_not_verify_is_refused() -> None:
+    import ssl
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    with pytest.raises(fi.FriendliValidationError, match="verify"):
+        fi.Client(TOKEN, ssl_context=insecure)
+    assert fi.Client(TOKEN, ssl_context=ssl.create_default_context())  # a verifying one is fine
+
+
+def test_responses_over_the_cap_are_refused(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    client = fi.Client(TOKEN, base_url=api.url, max_response_bytes=1000, sleep=fake_sleep, clock=fake_sleep.clock)
+    api.queue(Reply(200, {"data": [{"b64_json": "A" * 2000, "seed": 1}]}))
+    with pytest.raises(fi.InvalidResponseError, match="limit"):
+        client.generate(model="ep", prompt="p")
+    assert len(api.requests) == 1
+
+
+def test_repr_of_a_client_never_shows_the_token(api: FakeFriendli) -> None:
+    client = fi.Client(TOKEN, base_url=api.url)
+    assert TOKEN not in repr(client) and "<set>" in repr(client)
+    assert TOKEN not in repr(vars(client))
+    assert TOKEN not in repr(fi.SyncFriendli(token=TOKEN, server_url=api.url).__dict__)
+
+
+def test_one_client_serves_many_threads(api: FakeFriendli) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = fi.Client(TOKEN, base_url=api.url)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: client.generate(model="ep", prompt=f"p{n}", seed=n, response_format="png"),
+                                range(40)))
+    assert [r.data[0].seed for r in results] == list(range(40))
+    assert sorted(s.json["prompt"] for s in api.requests) == sorted(f"p{n}" for n in range(40))
+
+
+# -- the SDK facade ------------------------------------------------------------------------------
+
+
+def test_sync_friendli_mirrors_the_sdk(api: FakeFriendli) -> None:
+    with fi.SyncFriendli(token=TOKEN, server_url=api.url) as friendli:
+        res = friendli.dedicated.image.generate(model="(endpoint-id)", num_inference_steps=10, prompt="car",
+                                                response_format="png", x_friendli_team="team-1",
+                                                http_headers={"X-Trace": "t1"})
+    assert res.data[0].content() == PNG
+    seen = api.requests[0]
+    assert seen.json == {"model": "(endpoint-id)", "prompt": "car", "num_inference_steps": 10,
+                         "response_format": "png"}
+    assert seen.headers["x-friendli-team"] == "team-1" and seen.headers["x-trace"] == "t1"
+
+
+def test_sync_friendli_retries_omitted_vs_none(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    friendli = fi.SyncFriendli(token=TOKEN, server_url=api.url, retry_config=no_jitter(),
+                               sleep=fake_sleep, clock=fake_sleep.clock)
+    api.queue(Reply(503, {"detail": "busy"}))
+    friendli.dedicated.image.generate(model="ep", prompt="p")  # retries omitted: the client's policy
+    assert len(api.requests) == 3 - 1 and fake_sleep.calls == [0.5]
+    api.queue(Reply(503, {"detail": "busy"}))
+    with pytest.raises(fi.SDKError) as info:
+        friendli.dedicated.image.generate(model="ep", prompt="p", retries=None)  # None: no retries
+    assert info.value.attempts == 1 and fake_sleep.calls == [0.5]
+
+
+def test_sync_friendli_timeout_ms_and_server_url_per_call(api: FakeFriendli) -> None:
+    other = FakeFriendli()
+    try:
+        friendli = fi.SyncFriendli(token=TOKEN, server_url=api.url, timeout_ms=5000)
+        friendli.dedicated.image.generate(model="ep", prompt="p", server_url=other.url)
+        assert len(other.requests) == 1 and api.requests == []
+        other.queue(Reply(200, {"data": []}, delay=2.0))
+        with pytest.raises(fi.APITimeoutError):
+            friendli.dedicated.image.generate(model="ep", prompt="p", server_url=other.url, timeout_ms=200,
+                                              retries=None)
+    finally:
+        other.close()
+
+
+# -- packaging promises ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is 3.10+")
+def test_importing_pulls_in_only_the_standard_library() -> None:
+    import subprocess
+
+    code = (
+        "import sys; before = set(sys.modules); import friendli_image; "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(sorted(m for m in new if m not in sys.stdlib_module_names and m != 'friendli_image'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(fi.__file__).parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_source_imports_only_the_standard_library() -> None:
+    import ast
+
+    tree = ast.parse(pathlib.Path(fi.__file__).read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    if stdlib is not None:
+        assert names <= set(stdlib) | {"__future__"}
+    assert not names & {"requests", "httpx", "pydantic", "urllib3", "friendli"}
