@@ -962,3 +962,57 @@ def test_source_imports_only_the_standard_library() -> None:
     if stdlib is not None:
         assert names <= set(stdlib) | {"__future__"}
     assert not names & {"requests", "httpx", "pydantic", "urllib3", "friendli"}
+
+
+# -- the README's examples run against the fake server -----------------------------------------
+
+
+def readme_example(name: str) -> str:
+    """The python block that follows ``<!-- test: NAME -->`` in README.md."""
+    text = (pathlib.Path(__file__).parent / "README.md").read_text(encoding="utf-8")
+    after = text.split(f"<!-- test: {name} -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_seed_example_runs(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FRIENDLI_TOKEN", TOKEN)
+    monkeypatch.setenv("FRIENDLI_BASE_URL", api.url)
+    exec(compile(readme_example("seed-example"), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.startswith("ImageGenerationResult(data=[GeneratedImage(seed=1234, response_format='url', url=")
+    assert api.requests[0].json["model"] == "(endpoint-id)" and api.requests[0].json["num_inference_steps"] == 10
+
+
+class FakeLambdaContext:
+    def __init__(self, remaining_ms: int) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_readme_lambda_example_runs_and_respects_the_deadline(api: FakeFriendli,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIENDLI_TOKEN", TOKEN)
+    monkeypatch.setenv("FRIENDLI_BASE_URL", api.url)
+    monkeypatch.setenv("FRIENDLI_ENDPOINT_ID", "ep-lambda")
+    module: Dict[str, Any] = {}
+    exec(compile(readme_example("lambda-example"), "README.md", "exec"), module)
+    handler = module["handler"]
+
+    answer = handler({"prompt": "a cat"}, FakeLambdaContext(30_000))
+    assert answer["statusCode"] == 200 and answer["isBase64Encoded"] is True
+    assert base64.b64decode(answer["body"]) == PNG
+    assert api.requests[-1].json == {"model": "ep-lambda", "prompt": "a cat", "num_inference_steps": 20,
+                                     "response_format": "png"}
+
+    # A 503 storm: the handler answers 502 before Lambda's limit (2.2 s left, 1.5 s kept back).
+    api.queue(*[Reply(503, {"detail": "overloaded"}) for _ in range(50)])
+    started = time.monotonic()
+    answer = handler({"prompt": "a cat"}, FakeLambdaContext(2_200))
+    assert time.monotonic() - started < 0.7 + 0.5
+    assert answer["statusCode"] == 502 and "503" in json.loads(answer["body"])["error"]
+
+    assert handler({"prompt": ""}, FakeLambdaContext(30_000))["statusCode"] == 400
+    assert handler({"prompt": "x"}, FakeLambdaContext(1_000))["statusCode"] == 503
