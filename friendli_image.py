@@ -321,6 +321,11 @@ def _sniff_image_type(head: bytes) -> Optional[str]:
     return None
 
 
+def _image_suffix(data: bytes) -> str:
+    """The file suffix for image bytes (``.png``, ``.jpg``, ...; ``.bin`` when unknown)."""
+    return _SUFFIXES.get(_sniff_image_type(data[:16]) or "", ".bin")
+
+
 def _short(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, for error messages."""
     text = repr(value)
@@ -384,40 +389,50 @@ class ModelRef:
         return f"{self.endpoint_id}:{self.adapter_route}"
 
 
-def _looks_like_base64(text: str) -> bool:
-    """True when ``text`` is standard base64 (whitespace between groups allowed)."""
-    if not text.isascii():
-        return False
-    compact = "".join(text.split()) if _has_space_or_control(text) else text
-    if not compact or len(compact) % 4:
-        return False
-    try:
-        # a2b_base64 silently skips characters outside the alphabet, so a decoded
-        # length short of what the input length promises means the input was bad.
-        decoded_len = len(binascii.a2b_base64(compact))
-    except (binascii.Error, ValueError):
-        return False
-    return decoded_len == len(compact) // 4 * 3 - compact[-2:].count("=")
+def _base64_size(compact: str) -> int:
+    """How many bytes base64 text without whitespace decodes to."""
+    return len(compact) // 4 * 3 - compact[-2:].count("=")
 
 
 def _decode_base64(text: str) -> bytes:
-    """Strictly decode standard base64; raise ValueError when it is not."""
-    if not _looks_like_base64(text):
+    """Strictly decode standard base64 (whitespace between groups allowed); ValueError when it is not."""
+    # Everything here runs at C speed: images are tens of megabytes of base64.
+    compact = "".join(text.split()) if text.isascii() else ""
+    if not compact or len(compact) % 4:
         raise ValueError("not valid base64")
-    compact = "".join(text.split()) if _has_space_or_control(text) else text
-    return binascii.a2b_base64(compact)
+    data = binascii.a2b_base64(compact)  # binascii.Error is a ValueError
+    # a2b_base64 silently skips characters outside the alphabet, so a decoded
+    # length short of what the input length promises means the input was bad.
+    if len(data) != _base64_size(compact):
+        raise ValueError("not valid base64")
+    return data
 
 
-def _data_uri(data: bytes, param: str) -> str:
+def _looks_like_base64(text: str) -> bool:
+    """True when ``text`` is standard base64 (whitespace between groups allowed)."""
+    try:
+        _decode_base64(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _too_large(size: int, param: str, what: str = "image") -> FriendliValidationError:
+    return FriendliValidationError(
+        f"{param}: {what} is {size} bytes, over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
+    )
+
+
+def _data_uri(data: Union[bytes, bytearray, memoryview], param: str) -> str:
+    size = memoryview(data).nbytes
+    if size > MAX_INPUT_IMAGE_BYTES:  # checked before any copy
+        raise _too_large(size, param)
+    data = bytes(data)
     kind = _sniff_image_type(data[:16])
     if kind is None:
         raise FriendliValidationError(
             f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, TIFF or BMP expected); "
             "pass a 'data:image/...;base64,' URI to choose it yourself"
-        )
-    if len(data) > MAX_INPUT_IMAGE_BYTES:
-        raise FriendliValidationError(
-            f"{param}: image is {len(data)} bytes, over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
         )
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
@@ -426,10 +441,7 @@ def _read_image_file(path: "os.PathLike[str]", param: str) -> str:
     try:
         size = os.stat(path).st_size
         if size > MAX_INPUT_IMAGE_BYTES:
-            raise FriendliValidationError(
-                f"{param}: {os.fspath(path)!r} is {size} bytes, over the API's limit of "
-                f"{MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
-            )
+            raise _too_large(size, param, repr(os.fspath(path)))
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
@@ -444,7 +456,7 @@ def _encode_image_input(value: Any, param: str) -> str:
     if isinstance(value, os.PathLike):
         return _read_image_file(value, param)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _data_uri(bytes(value), param)
+        return _data_uri(value, param)
     if not isinstance(value, str) or not value.strip():
         raise FriendliValidationError(
             f"{param} must be a URL, data: URI, base64 string, bytes or a file path, got {_short(value)}"
@@ -454,22 +466,33 @@ def _encode_image_input(value: Any, param: str) -> str:
         if _has_space_or_control(value):
             raise FriendliValidationError(f"{param}: URL contains whitespace: {_short(value)}")
         return value
-    if lowered.startswith("data:"):
-        header, comma, payload = value.partition(",")
-        if not comma or not header.endswith(";base64") or not _looks_like_base64(payload):
+    is_data_uri = lowered.startswith("data:")
+    if is_data_uri:
+        header, comma, encoded = value.partition(",")
+        if not comma or not header.endswith(";base64"):
             raise FriendliValidationError(f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(value)}")
-        encoded = payload
     elif len(value) < 4096 and "\n" not in value and os.path.isfile(value):
         return _read_image_file(pathlib.Path(value), param)
-    elif _looks_like_base64(value):
-        encoded = value
     else:
+        encoded = value
+    size = _base64_size("".join(encoded.split()))
+    if size > MAX_INPUT_IMAGE_BYTES:  # checked before decoding
+        raise _too_large(size, param)
+    try:
+        decoded = _decode_base64(encoded)
+    except ValueError:
+        if is_data_uri:
+            raise FriendliValidationError(
+                f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(value)}"
+            ) from None
         raise FriendliValidationError(
             f"{param} is not a URL, a data: URI, base64 text, or an existing file: {_short(value)}"
-        )
-    if len(encoded) // 4 * 3 > MAX_INPUT_IMAGE_BYTES:
+        ) from None
+    if not is_data_uri and _sniff_image_type(decoded[:16]) is None:
+        # Short words and mistyped paths ("photos/cat1") are valid base64 too.
         raise FriendliValidationError(
-            f"{param}: image is over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
+            f"{param} is base64 text but not of a PNG, JPEG, GIF, WebP, TIFF or BMP image (nor a URL or an "
+            f"existing file): {_short(value)}; pass a 'data:image/...;base64,' URI to choose the type yourself"
         )
     return value
 
@@ -674,20 +697,24 @@ class GeneratedImage:
         data = self.content()
         target = pathlib.Path(path)
         if not target.suffix:
-            target = target.with_name(target.name + _SUFFIXES.get(_sniff_image_type(data[:16]) or "", ".bin"))
+            target = target.with_name(target.name + _image_suffix(data))
         _write_atomically(target, data)
         return target
 
     def data_uri(self) -> str:
-        """The image as a ``data:image/<type>;base64,...`` URI, for HTML or JSON responses."""
+        """The image as a ``data:image/<type>;base64,...`` URI, for HTML or JSON responses.
+
+        The type comes from the image's bytes; bytes of no known image type give
+        ``data:application/octet-stream;base64,...`` rather than a wrong label.
+        """
+        data = self.content()  # decodes (so validates) b64_json, or downloads url
+        kind = _sniff_image_type(data[:16])
+        media_type = f"image/{kind}" if kind else "application/octet-stream"
         if self.b64_json is not None:
-            self.content()  # validates
-            compact = "".join(self.b64_json[:256].split())
-            kind = _sniff_image_type(binascii.a2b_base64(compact[: len(compact) // 4 * 4])) or "png"
-            return f"data:image/{kind};base64," + "".join(self.b64_json.split())
-        data = self.content()
-        kind = _sniff_image_type(data[:16]) or "png"
-        return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+            encoded = "".join(self.b64_json.split())
+        else:
+            encoded = base64.b64encode(data).decode("ascii")
+        return f"data:{media_type};base64,{encoded}"
 
 
 def _attach(image: GeneratedImage, transport: "_Transport") -> GeneratedImage:
@@ -717,7 +744,12 @@ class ImageGenerationResult:
     request_id: Optional[str] = None
 
     def save_all(self, directory: Union[str, "os.PathLike[str]"], prefix: str = "image") -> List[pathlib.Path]:
-        """Save every image as ``directory/<prefix>-<index>.<ext>``; return the paths."""
+        """Save every image as ``directory/<prefix>-<index>.<ext>``; return the paths.
+
+        The directory is created when missing; ``<ext>`` comes from each image's bytes.
+        """
+        if not isinstance(prefix, str) or not prefix or any(sep in prefix for sep in ("/", "\\", os.sep)):
+            raise FriendliValidationError(f"prefix must be a file name without a directory part, got {_short(prefix)}")
         folder = pathlib.Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         return [image.save(folder / f"{prefix}-{index}") for index, image in enumerate(self.data)]
@@ -1323,7 +1355,7 @@ def _load_json(raw: _RawResponse) -> Any:
 # ===========================================================================
 
 
-def _check_base_url(value: Any, allow_insecure_http: bool) -> str:
+def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
     if not isinstance(value, str) or not value:
         raise FriendliValidationError(f"base_url must be a URL string, got {_short(value)}")
     parts = urllib.parse.urlsplit(value)
@@ -1331,11 +1363,17 @@ def _check_base_url(value: Any, allow_insecure_http: bool) -> str:
         raise FriendliValidationError(f"base_url must look like https://host[:port][/path], got {_short(value)}")
     if parts.query or parts.fragment:
         raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(value)}")
-    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
-        raise FriendliValidationError(
-            f"refusing plain http:// to {parts.hostname!r}: use https:// (or, for a Friendli Container "
-            "on a private network you trust, pass allow_insecure_http=True)"
-        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if target == "dedicated":  # a bearer token must never travel in clear text
+            raise FriendliValidationError(
+                f"refusing plain http:// to {parts.hostname!r}: use https:// (plain http is allowed only "
+                "for loopback hosts, or for a Friendli Container with allow_insecure_http=True)"
+            )
+        if not allow_insecure_http:
+            raise FriendliValidationError(
+                f"refusing plain http:// to {parts.hostname!r}: use https://, or, if this Friendli Container "
+                "is on a private network you trust, pass allow_insecure_http=True"
+            )
     return value.rstrip("/")
 
 
@@ -1406,7 +1444,7 @@ class Client:
             base_url = base_url or os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
         else:
             base_url = base_url or DEFAULT_CONTAINER_BASE_URL
-        self.base_url = _check_base_url(base_url, allow_insecure_http)
+        self.base_url = _check_base_url(base_url, target, allow_insecure_http)
         self.team = None if team is None else _check_identifier(team, "team")
         self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
         self._transport = _Transport(
@@ -1812,26 +1850,628 @@ class AsyncFriendli(SyncFriendli):
 # ===========================================================================
 
 
+_Args = Any
+"""The parsed command line: an ``argparse.Namespace`` (argparse is imported only when the CLI runs)."""
+
+_EXIT_OK = 0
+_EXIT_API = 1  # API error, invalid response, or an image that could not be saved
+_EXIT_USAGE = 2  # usage or validation error: nothing was sent
+_EXIT_AUTH = 3  # 401 or 403
+_EXIT_NETWORK = 4  # connection failure or timeout
+_EXIT_PARTIAL = 5  # some requests of a batch failed
+_EXIT_INTERRUPTED = 130  # Ctrl-C
+
+_CLI_EPILOG = """\
+environment:
+  FRIENDLI_TOKEN     the API token (or --token-file; there is no --token
+                     option, so the token stays out of shell history and ps)
+  FRIENDLI_TEAM      default for --team
+  FRIENDLI_BASE_URL  default for --base-url
+
+output files:
+  one image          -o FILE, or ./<words-of-the-prompt>-<seed>.png without -o
+  several images     -o DIR: DIR/<index>-<seed>.png (e.g. out/001-1234.png);
+                     without -o: ./<index>-<words-of-the-prompt>-<seed>.png
+  The suffix comes from the image bytes when the name has none. An existing
+  file is never overwritten unless --overwrite is given.
+
+exit codes:
+  0    success
+  1    API error (the message names the error class and HTTP status), or an
+       image could not be saved
+  2    usage or validation error (nothing was sent)
+  3    authentication or permission error (HTTP 401/403); a batch stops
+  4    network error or timeout
+  5    some requests of a batch failed (the summary lists them)
+  130  interrupted (Ctrl-C): saved images are kept, no partial files are left
+
+examples:
+  friendli-image --model my-endpoint "an orange car at night" -o car.png
+  friendli-image --model my-endpoint --prompts prompts.txt --n 2 -o out/
+  friendli-image --model my-endpoint "a red fox" --dry-run
+"""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point (``friendli-image`` / ``python friendli_image.py``); returns the exit code."""
+    """Run the command line (``friendli-image`` / ``python friendli_image.py``); return the exit code.
+
+    ``argv`` defaults to ``sys.argv[1:]``.  A usage error prints argparse's
+    message and returns 2 (no SystemExit); ``--help`` lists every exit code.
+    """
+    try:
+        args = _cli_parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2); argparse has printed why
+        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
+    restore_logging = _cli_logging(args.verbose)
+    try:
+        return _cli_run(args)
+    except KeyboardInterrupt:
+        _cli_say("interrupted")
+        return _EXIT_INTERRUPTED
+    except Exception as exc:  # anything before the first request: one line (a traceback with -vv)
+        return _cli_error(exc, args.verbose)
+    finally:
+        restore_logging()
+
+
+def _cli_logging(verbose: int) -> Callable[[], None]:
+    """Show the module's log on stderr: -v retries (INFO), -vv everything (DEBUG); return the undo."""
+    if not verbose:
+        return lambda: None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return restore
+
+
+def _cli_parse_args(argv: Optional[Sequence[str]]) -> _Args:
+    """Parse and cross-check the command line; argparse raises SystemExit(2) on a usage error."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="friendli-image", description="Generate an image on a Friendli endpoint.")
-    parser.add_argument("prompt")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("-o", "--output", default="image")
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="friendli-image",
+        usage="%(prog)s --model ENDPOINT[:ADAPTER] [options] PROMPT\n"
+        "       %(prog)s --model ENDPOINT[:ADAPTER] [options] --prompts FILE",
+        description="Generate images on a Friendli Dedicated Endpoint (or a Friendli Container)\n"
+        "and save them to files.",
+        epilog=_CLI_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # else "--token SECRET" would be taken for --token-file
+    )
+    count = _cli_number(int, 1, "a whole number >= 1")
+    seconds = _cli_number(float, 0, "a positive number of seconds", above=True)
+    parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="what the image should show")
+
+    image = parser.add_argument_group("image")
+    image.add_argument("--model", metavar="ENDPOINT[:ADAPTER]", help="endpoint id, optionally with an adapter route")
+    image.add_argument("--steps", type=int, default=20, metavar="N", help="num_inference_steps, 1-50 (default: 20)")
+    image.add_argument("--guidance-scale", type=float, metavar="X", help="how closely to follow the prompt")
+    image.add_argument("--seed", type=int, help="random seed (with --n K: SEED, SEED+1, ...)")
+    image.add_argument(
+        "--format", choices=RESPONSE_FORMATS, help="response_format to request (default: png; container: jpeg)"
+    )
+    image.add_argument(
+        "--control-image", action="append", metavar="PATH_OR_URL", help="ControlNet input image (repeatable)"
+    )
+    image.add_argument(
+        "--controlnet-weight", action="append", type=float, metavar="W",
+        help="weight in [0, 1] for each --control-image (repeatable)",
+    )
+    image.add_argument(
+        "--edit-image", action="append", metavar="PATH_OR_URL",
+        help="edit this image instead of generating one (repeatable)",
+    )
+
+    batch = parser.add_argument_group("batch")
+    batch.add_argument(
+        "--prompts", metavar="FILE",
+        help="one prompt per line ('-' reads stdin); blank lines and lines starting with # are skipped",
+    )
+    batch.add_argument("-n", "--n", type=count, default=1, metavar="K", help="images per prompt, one request each")
+    batch.add_argument("--concurrency", type=count, default=4, metavar="N", help="requests at a time (default: 4)")
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "-o", "--output", metavar="PATH",
+        help="file for one image, directory for several (default: the current directory)",
+    )
+    output.add_argument("--overwrite", action="store_true", help="replace existing files")
+    output.add_argument(
+        "--json", action="store_true",
+        help="print one JSON object per image on stdout (path, seed, format, url, request_id)",
+    )
+    output.add_argument(
+        "--dry-run", action="store_true", help="check everything, print the request as a curl command, send nothing"
+    )
+    output.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v shows retries; -vv the debug log and tracebacks"
+    )
+
+    connection = parser.add_argument_group("connection")
+    connection.add_argument("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
+    connection.add_argument("--team", help="team id sent as X-Friendli-Team")
+    connection.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
+    connection.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)  # refused below, never echoed
+    connection.add_argument(
+        "--target", choices=TARGETS, default="dedicated",
+        help="a Dedicated Endpoint or a Friendli Container (default: dedicated)",
+    )
+    connection.add_argument(
+        "--allow-insecure-http", action="store_true", help="allow plain http:// to a host that is not loopback"
+    )
+    connection.add_argument(
+        "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="S", help="seconds per attempt (default: 60)"
+    )
+    connection.add_argument("--total-timeout", type=seconds, metavar="S", help="seconds per request, retries included")
+    retries = connection.add_mutually_exclusive_group()
+    retries.add_argument(
+        "--max-retries", type=_cli_number(int, 0, "a whole number >= 0"), metavar="N",
+        help="retry a failed request at most N times (default: back off for up to an hour)",
+    )
+    retries.add_argument("--no-retries", action="store_true", help="never retry")
+
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would echo them, and one may be a token: show option names only
+        shown = " ".join(map(_cli_mask, extra))
+        parser.error(f"unrecognized arguments: {shown} (values not shown; quote a PROMPT that has spaces)")
+    if args.token is not None:
+        parser.error("there is no --token option (it would show in shell history and ps): "
+                     "set FRIENDLI_TOKEN or use --token-file PATH")
+    if args.prompt is None and args.prompts is None:
+        parser.error("give a PROMPT or --prompts FILE")
+    if args.prompt is not None and args.prompts is not None:
+        parser.error("give a PROMPT or --prompts FILE, not both")
+    if args.model is None and args.target == "dedicated":
+        parser.error("--model ENDPOINT[:ADAPTER] is required")
+    return args
+
+
+def _cli_mask(word: str) -> str:
+    """``--opt`` stays, ``--opt=value`` becomes ``--opt=***``, any other word ``***``."""
+    if not word.startswith("-"):
+        return "***"
+    name, equals, _ = word.partition("=")
+    return name + equals + ("***" if equals else "")
+
+
+def _cli_number(convert: Callable[[str], Any], minimum: float, what: str, *, above: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``convert`` the text, then check it is >= ``minimum`` (> when ``above``)."""
+
+    def parse(text: str) -> Any:
+        import argparse
+
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _cli_run(args: _Args) -> int:
+    """Validate everything, then print curl commands (``--dry-run``) or run the jobs."""
+    client = _cli_client(args)
+    jobs = _cli_jobs(args, _cli_prompts(args))
+    outputs = _CliOutputs.plan(args.output, len(jobs))
+    if not args.overwrite:
+        outputs.check_free(jobs)
+    operation = "edit" if args.edit_image else "generate"
+    if args.dry_run:
+        _cli_print_curl(client, operation, jobs, args.token_file)
+        return _EXIT_OK
+    run = _CliRun(client, operation, outputs, args.overwrite, args.total_timeout)
+    reporter = _CliReporter(len(jobs), as_json=args.json, verbose=args.verbose)
     try:
-        result = Client().generate(model=args.model, prompt=args.prompt, response_format="png")
-        for index, image in enumerate(result.data):
-            print(image.save(args.output if index == 0 else f"{args.output}-{index}"), file=sys.stderr)
-    except FriendliValidationError as exc:
-        print(f"friendli-image: {exc}", file=sys.stderr)
-        return 2
-    except FriendliError as exc:
-        print(f"friendli-image: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        _cli_run_jobs(run, jobs, reporter, args.concurrency)
+    except KeyboardInterrupt:
+        return reporter.finish(interrupted=True)
+    return reporter.finish()
+
+
+# -- building the client and the jobs ---------------------------------------
+
+
+def _cli_client(args: _Args) -> Client:
+    """The client the flags describe; the token is checked here, before any traffic."""
+    token = None if args.token_file is None else _cli_read_token(args.token_file)
+    retries = None
+    if args.no_retries:
+        retries = RetryConfig("none")
+    elif args.max_retries is not None:
+        retries = RetryConfig("backoff", max_retries=args.max_retries)
+    client = Client(
+        token,
+        base_url=args.base_url,
+        team=args.team,
+        timeout=args.timeout,
+        retries=retries,
+        target=args.target,
+        allow_insecure_http=args.allow_insecure_http,
+    )
+    if client.target == "dedicated" and client._token is None:
+        raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or use --token-file PATH")
+    if client._token is not None:
+        client._token.get()  # refuses an empty token or one with whitespace inside
+    return client
+
+
+def _cli_read_token(path: str) -> str:
+    try:
+        token = pathlib.Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError) as exc:
+        raise FriendliValidationError(
+            f"cannot read --token-file {path!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
+    if not token:
+        raise FriendliValidationError(f"--token-file {path!r} is empty")
+    return token
+
+
+def _cli_prompts(args: _Args) -> List[str]:
+    """The positional prompt, or the lines of ``--prompts`` (blank lines and # comments skipped)."""
+    if args.prompts is None:
+        return [args.prompt]
+    try:
+        text = sys.stdin.read() if args.prompts == "-" else pathlib.Path(args.prompts).read_text(encoding="utf-8")
+    except (OSError, UnicodeError) as exc:
+        raise FriendliValidationError(
+            f"cannot read --prompts {args.prompts!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
+    prompts = [line.strip() for line in text.splitlines()]
+    prompts = [prompt for prompt in prompts if prompt and not prompt.startswith("#")]
+    if not prompts:
+        raise FriendliValidationError(f"--prompts {args.prompts!r} holds no prompt")
+    return prompts
+
+
+@dataclasses.dataclass
+class _CliJob:
+    """One request of a run, the ``index``-th (from 1) of the batch."""
+
+    index: int
+    request: ImageGenerationRequest
+
+
+def _cli_jobs(args: _Args, prompts: List[str]) -> List[_CliJob]:
+    """One validated request per prompt and copy (``--n``); input images are read once."""
+    fields: Dict[str, Any] = dict(
+        model=args.model,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        response_format=args.format or ("png" if args.target == "dedicated" else None),
+        control_images=args.control_image,
+        controlnet_weights=args.controlnet_weight,
+        target=args.target,
+    )
+    request_type: "type[ImageGenerationRequest]" = ImageGenerationRequest
+    if args.edit_image:
+        request_type = ImageEditRequest
+        fields["image"] = args.edit_image if len(args.edit_image) > 1 else args.edit_image[0]
+    jobs: List[_CliJob] = []
+    for prompt in prompts:
+        for copy in range(args.n):
+            seed = None if args.seed is None else args.seed + copy
+            if jobs:  # the first request holds the encoded images; the others reuse them
+                request = dataclasses.replace(jobs[0].request, prompt=prompt, seed=seed)
+            else:
+                request = request_type(prompt=prompt, seed=seed, **fields)
+            jobs.append(_CliJob(len(jobs) + 1, request))
+    return jobs
+
+
+# -- where images go --------------------------------------------------------
+
+_FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}
+
+
+def _cli_slug(prompt: str, limit: int = 40) -> str:
+    """A safe file-name stem from a prompt: its ASCII words joined by '-' ("image" when none)."""
+    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in prompt.lower()).split()
+    slug = words[0][:limit] if words else "image"
+    for word in words[1:]:
+        if len(slug) + 1 + len(word) > limit:
+            break
+        slug += "-" + word
+    return slug
+
+
+@dataclasses.dataclass
+class _CliOutputs:
+    """The output naming rule: ``-o FILE``, ``-o DIR`` or, without ``-o``, names from the prompt."""
+
+    file: Optional[pathlib.Path]  # one image goes here (-o FILE)
+    directory: pathlib.Path  # otherwise, images go here
+    numbered: bool  # names start with the job's index (batches)
+    from_prompt: bool  # names include the prompt's words (no -o)
+
+    @classmethod
+    def plan(cls, output: Optional[str], jobs: int) -> "_CliOutputs":
+        if output is None:
+            return cls(None, pathlib.Path("."), jobs > 1, True)
+        path = pathlib.Path(output)
+        if path.is_dir() or output.endswith(("/", os.sep)):
+            return cls(None, path, True, False)
+        if jobs > 1:
+            if path.suffix:
+                raise FriendliValidationError(
+                    f"-o {output} names a file, but {jobs} requests will be made: give a directory (e.g. -o out/)"
+                )
+            return cls(None, path, True, False)
+        return cls(path, path.parent, False, False)
+
+    def path_for(self, job: _CliJob, number: int, seed: Optional[int], suffix: str) -> pathlib.Path:
+        """Where the ``number``-th (from 0) image of a job goes; ``suffix`` is used when -o has none."""
+        extra = [str(number + 1)] if number else []  # a call that returned several images
+        if self.file is not None:
+            stem, ext = self.file.stem, self.file.suffix or suffix
+            return self.file.with_name("-".join([stem] + extra) + ext)
+        parts = [f"{job.index:03d}"] if self.numbered else []
+        if self.from_prompt:
+            parts.append(_cli_slug(job.request.prompt))
+        if seed is not None:
+            parts.append(str(seed))
+        return self.directory / ("-".join(parts + extra) + suffix)
+
+    def predict(self, job: _CliJob) -> Optional[pathlib.Path]:
+        """The job's first file when it is known before the call (else None)."""
+        if self.file is not None and self.file.suffix:
+            return self.file
+        suffix = _FORMAT_SUFFIXES.get(job.request.response_format or "")
+        if suffix is None or (self.file is None and job.request.seed is None):
+            return None  # the name needs the image's bytes or the server's seed
+        return self.path_for(job, 0, job.request.seed, suffix)
+
+    def check_free(self, jobs: List[_CliJob]) -> None:
+        """Refuse, before any traffic, to run when a predictable output file exists."""
+        taken = [path for path in map(self.predict, jobs) if path is not None and os.path.lexists(path)]
+        if taken:
+            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+            raise FriendliValidationError(f"{taken[0]} exists{more}; pass --overwrite to replace it")
+
+
+def _cli_write(path: pathlib.Path, data: bytes, overwrite: bool) -> None:
+    if not overwrite and os.path.lexists(path):
+        raise FriendliError(f"{path} exists; pass --overwrite to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, data)  # the file appears whole or not at all
+    except OSError as exc:
+        raise FriendliError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+# -- running ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _CliRun:
+    """What every job of a run shares; ``stop`` ends retry loops after Ctrl-C."""
+
+    client: Client
+    operation: str
+    outputs: _CliOutputs
+    overwrite: bool
+    total_timeout: Optional[float]
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+@dataclasses.dataclass
+class _CliSaved:
+    """An image written to ``path``."""
+
+    path: pathlib.Path
+    image: GeneratedImage
+    request_id: Optional[str]
+
+
+def _cli_generate(run: _CliRun, job: _CliJob) -> List[_CliSaved]:
+    """Send one job and save its images (the suffix comes from the bytes)."""
+    result = run.client._send(run.operation, job.request, total_timeout=run.total_timeout, cancel=run.stop)
+    saved = []
+    for number, image in enumerate(result.data):
+        data = image.content()
+        suffix = _image_suffix(data)
+        path = run.outputs.path_for(job, number, image.seed, suffix)
+        _cli_write(path, data, run.overwrite)
+        saved.append(_CliSaved(path, image, result.request_id))
+    return saved
+
+
+def _cli_attempt(run: _CliRun, job: _CliJob) -> Union[List[_CliSaved], Exception]:
+    """Run one job; an error is returned, not raised, so that one failure does not stop a batch."""
+    try:
+        return _cli_generate(run, job)
+    except Exception as exc:
+        return exc
+
+
+def _cli_run_jobs(run: _CliRun, jobs: List[_CliJob], reporter: "_CliReporter", concurrency: int) -> None:
+    """Run the jobs, ``concurrency`` at a time, reporting each as it ends.
+
+    After bad credentials or Ctrl-C no job starts and retries stop; the requests
+    in flight are waited for and their images kept (a second Ctrl-C stops the
+    wait).  Ctrl-C is then re-raised as KeyboardInterrupt.
+    """
+    if concurrency == 1 or len(jobs) == 1:  # in this thread, so Ctrl-C interrupts the request itself
+        for job in jobs:
+            if reporter.record(job, _cli_attempt(run, job)):
+                break
+        return
+    from concurrent import futures
+
+    pool = futures.ThreadPoolExecutor(min(concurrency, len(jobs)), thread_name_prefix="friendli-image")
+    pending: Dict["futures.Future[Union[List[_CliSaved], Exception]]", _CliJob] = {}
+    interrupted = False
+    try:
+        for job in jobs:
+            pending[pool.submit(_cli_attempt, run, job)] = job
+        for future in futures.as_completed(pending):
+            if reporter.record(pending.pop(future), future.result()):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:  # whatever ended the loop: start nothing more
+        run.stop.set()
+        in_flight = [future for future in pending if not future.cancel()]
+        pool.shutdown(wait=False)
+    try:
+        if interrupted:
+            reporter.waiting(sum(not future.done() for future in in_flight))
+        for future in futures.as_completed(in_flight):
+            reporter.record(pending[future], future.result())
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+# -- reporting --------------------------------------------------------------
+
+
+def _cli_say(message: str) -> None:
+    print(f"friendli-image: {message}", file=sys.stderr, flush=True)
+
+
+def _cli_describe(err: BaseException) -> str:
+    """One line about an error; API and network errors are named by class (e.g. RateLimitError)."""
+    if isinstance(err, FriendliValidationError) or type(err) is FriendliError:
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _cli_exit_code(err: BaseException) -> int:
+    if isinstance(err, FriendliValidationError):
+        return _EXIT_USAGE
+    if isinstance(err, (AuthenticationError, PermissionDeniedError)):
+        return _EXIT_AUTH
+    if isinstance(err, APIConnectionError):
+        return _EXIT_NETWORK
+    return _EXIT_API
+
+
+def _cli_error(err: BaseException, verbose: int, label: str = "") -> int:
+    """Print an error as one line (after its traceback with -vv); return its exit code."""
+    if verbose > 1:
+        import traceback
+
+        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+    _cli_say(f"error: {label}{_cli_describe(err)}")
+    return _cli_exit_code(err)
+
+
+class _CliReporter:
+    """Tells how a run goes: JSON records on stdout (``--json``); on stderr, a line per
+    image (or one progress line on a terminal), errors, and a summary for batches.
+    Called from the main thread only.
+    """
+
+    def __init__(self, total: int, *, as_json: bool, verbose: int) -> None:
+        self.total = total
+        self.as_json = as_json
+        self.verbose = verbose
+        self.progress = total > 1 and sys.stderr.isatty()
+        self.finished = 0
+        self.images = 0
+        self.failures: List[Tuple[_CliJob, Exception]] = []
+        self.started = time.monotonic()
+
+    def record(self, job: _CliJob, outcome: Union[List[_CliSaved], Exception]) -> bool:
+        """Report a finished job; True when the batch should stop (the credentials were refused)."""
+        self.finished += 1
+        self._clear_progress()
+        if isinstance(outcome, Exception):
+            self.failures.append((job, outcome))
+            label = f"#{job.index:03d} {_short(job.request.prompt, 40)}: " if self.total > 1 else ""
+            _cli_error(outcome, self.verbose, label)
+        else:
+            for saved in outcome:
+                self.images += 1
+                if self.as_json:
+                    print(json.dumps(self._json(job, saved)), flush=True)
+                if not self.progress:
+                    seed = "" if saved.image.seed is None else f" (seed {saved.image.seed})"
+                    print(f"saved {saved.path}{seed}", file=sys.stderr, flush=True)
+        self._draw_progress()
+        return isinstance(outcome, Exception) and _cli_exit_code(outcome) == _EXIT_AUTH
+
+    @staticmethod
+    def _json(job: _CliJob, saved: _CliSaved) -> Dict[str, Any]:
+        return {
+            "path": str(saved.path),
+            "seed": saved.image.seed,
+            "format": saved.image.response_format,
+            "url": saved.image.url,
+            "request_id": saved.request_id,
+            "index": job.index,
+            "prompt": job.request.prompt,
+        }
+
+    def waiting(self, in_flight: int) -> None:
+        """Ctrl-C was pressed while ``in_flight`` requests were running."""
+        if in_flight:
+            self._clear_progress()
+            _cli_say(f"interrupted: waiting for {in_flight} request(s) in flight (Ctrl-C again to stop waiting)")
+
+    def finish(self, interrupted: bool = False) -> int:
+        """Print the summary (batches, interruptions); return the exit code."""
+        self._clear_progress()
+        if self.total > 1:
+            parts = [f"{self.images} image(s) saved"]
+            if self.failures:
+                parts.append(f"{len(self.failures)} of {self.total} request(s) failed")
+            if self.finished < self.total:
+                parts.append(f"{self.total - self.finished} not sent")
+            print(f"{', '.join(parts)} in {time.monotonic() - self.started:.1f} s", file=sys.stderr)
+            for job, err in sorted(self.failures, key=lambda failure: failure[0].index):
+                print(f"  #{job.index:03d} {_short(job.request.prompt, 40)}: {_cli_describe(err)}", file=sys.stderr)
+        if interrupted:
+            _cli_say("interrupted")
+            return _EXIT_INTERRUPTED
+        if not self.failures:
+            return _EXIT_OK
+        if len(self.failures) == self.finished:  # nothing succeeded: say why, by the first failure
+            return _cli_exit_code(min(self.failures, key=lambda failure: failure[0].index)[1])
+        return _EXIT_PARTIAL
+
+    def _draw_progress(self) -> None:
+        if self.progress:
+            line = f"{self.finished}/{self.total} done, {len(self.failures)} failed"
+            if self.images:
+                line += f", {(time.monotonic() - self.started) / self.images:.1f} s/img"
+            sys.stderr.write("\r\x1b[K" + line)
+            sys.stderr.flush()
+
+    def _clear_progress(self) -> None:
+        if self.progress and self.finished:
+            sys.stderr.write("\r\x1b[K")
+
+
+def _cli_print_curl(client: Client, operation: str, jobs: List[_CliJob], token_file: Optional[str]) -> None:
+    """Print each request as a copy-pasteable curl command (the token stays a shell expression)."""
+    import shlex
+
+    token = None
+    if client._token is not None:
+        token = "$FRIENDLI_TOKEN" if token_file is None else f"$(cat {shlex.quote(token_file)})"
+    for job in jobs:
+        url, body, headers = client._prepare(operation, job.request)
+        lines = [f"curl -sS -X POST {shlex.quote(url)}"]
+        if token is not None:
+            lines.append(f'-H "Authorization: Bearer {token}"')
+        lines += ["-H " + shlex.quote(f"{name}: {value}") for name, value in headers.items()]
+        lines.append("--data-binary " + shlex.quote(body.decode("utf-8")))
+        if job.index > 1:
+            print()
+        print(" \\\n  ".join(lines), flush=True)
 
 
 if __name__ == "__main__":

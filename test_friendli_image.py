@@ -126,6 +126,11 @@ class FakeServer(ThreadingHTTPServer):
     allow_reuse_address = True
     api: "FakeFriendli"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet when a client hangs up early (timeouts and faults do that on purpose)."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            super().handle_error(request, client_address)
+
 
 def validation_error(loc: List[Any], msg: str) -> Reply:
     return Reply(422, {"detail": [{"loc": loc, "msg": msg, "type": "value_error"}]})
@@ -177,11 +182,11 @@ class FakeFriendli:
             return self.container(seen, edit=path.endswith("edits"))
         return Reply(404, {"detail": "Not Found"})
 
-    def _check_body(self, seen: Seen, *, required: List[str], formats: tuple) -> Union[Reply, Dict[str, Any]]:
+    def _check_body(self, seen: Seen, *, required: List[str], formats: Any) -> Union[Reply, Dict[str, Any]]:
         if seen.headers.get("content-type") != "application/json":
             return Reply(415, {"detail": "Content-Type must be application/json"})
         try:
-            body = seen.json
+            body: Dict[str, Any] = seen.json
         except ValueError:
             return validation_error(["body"], "JSON decode error")
         for name in required:
@@ -676,7 +681,8 @@ def test_errors_survive_pickling() -> None:
 
 
 def no_jitter(**overrides: Any) -> fi.RetryConfig:
-    backoff = dict(initial_interval=500, max_interval=60000, exponent=1.5, max_elapsed_time=3600000, jitter_ms=0)
+    backoff: Dict[str, Any] = dict(initial_interval=500, max_interval=60000, exponent=1.5, max_elapsed_time=3600000,
+                                   jitter_ms=0)
     backoff.update(overrides)
     return fi.RetryConfig("backoff", fi.BackoffStrategy(**backoff), True)
 
@@ -952,7 +958,7 @@ def test_source_imports_only_the_standard_library() -> None:
     import ast
 
     tree = ast.parse(pathlib.Path(fi.__file__).read_text(encoding="utf-8"))
-    names = set()
+    names: "set[str]" = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
@@ -1016,3 +1022,12 @@ def test_readme_lambda_example_runs_and_respects_the_deadline(api: FakeFriendli,
 
     assert handler({"prompt": ""}, FakeLambdaContext(30_000))["statusCode"] == 400
     assert handler({"prompt": "x"}, FakeLambdaContext(1_000))["statusCode"] == 503
+
+
+def test_allow_insecure_http_is_for_containers_only() -> None:
+    with pytest.raises(fi.FriendliValidationError, match="https://"):
+        fi.Client(TOKEN, base_url="http://gateway.internal", allow_insecure_http=True)
+    container = fi.Client(base_url="http://gpu-box.internal:8000", target="container", allow_insecure_http=True)
+    assert container.base_url == "http://gpu-box.internal:8000"
+    with pytest.raises(fi.FriendliValidationError, match="allow_insecure_http=True"):
+        fi.Client(base_url="http://gpu-box.internal:8000", target="container")
