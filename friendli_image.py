@@ -24,11 +24,11 @@ import email.utils
 import http.client
 import io
 import json
-import logging
 import math
 import os
 import pathlib
 import random
+import re
 import socket
 import ssl
 import sys
@@ -37,20 +37,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import (
-    Any,
-    Callable,
-    ClassVar,
-    Dict,
-    List,
-    Mapping,
-    NoReturn,
-    Optional,
-    Sequence,
-    Tuple,
-    TypeVar,
-    Union,
-)
+from collections.abc import Mapping, Sequence
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: a plain call needs neither typing nor logging imported
+    import logging
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar, Union
 
 __version__ = "0.1.0"
 
@@ -131,8 +123,31 @@ _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body kept for messages and ``
 _MAX_REDIRECTS = 10  # for image downloads only; API calls never follow redirects
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
-logger = logging.getLogger("friendli_image")
-"""The module's logger: retries at INFO, every exchange at DEBUG. Tokens never appear."""
+
+
+def __getattr__(name: str) -> Any:
+    """``logger``: the module's ``logging`` logger, ``"friendli_image"`` (made on first use).
+
+    Retries are logged at INFO and every exchange at DEBUG; tokens never appear.
+    """
+    if name == "logger":
+        import logging
+
+        return logging.getLogger("friendli_image")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _logger(level: int) -> Optional[logging.Logger]:
+    """The module's logger if a record at ``level`` would be handled, else None.
+
+    When the application never imported :mod:`logging`, nothing can be listening
+    (the last-resort handler shows only warnings and above), so importing it is skipped.
+    """
+    module = sys.modules.get("logging")
+    if module is None:
+        return None
+    log: logging.Logger = module.getLogger("friendli_image")
+    return log if log.isEnabledFor(level) else None
 
 # ===========================================================================
 # Errors
@@ -296,8 +311,9 @@ def _status_error_class(status: int) -> type:
 # Data types
 # ===========================================================================
 
-ImageInput = Union[str, bytes, bytearray, "os.PathLike[str]", Mapping[str, Any]]
-"""An input image: URL, ``data:`` URI, base64 text, bytes, a path, or ``{"image": ...}``."""
+if TYPE_CHECKING:
+    # An input image: URL, ``data:`` URI, base64 text, bytes, a path, or ``{"image": ...}``.
+    ImageInput = Union[str, bytes, bytearray, "os.PathLike[str]", Mapping[str, Any]]
 
 _IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -332,8 +348,11 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _has_space_or_control(text: str) -> bool:
-    return any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    return _SPACE_OR_CONTROL.search(text) is not None
 
 
 def _check_identifier(value: Any, param: str) -> str:
@@ -512,6 +531,9 @@ def _check_finite(value: Any, param: str) -> None:
         raise FriendliValidationError(f"{param} must be a finite number, got {_short(value)}")
 
 
+_JSON_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
+
 @dataclasses.dataclass
 class ImageGenerationRequest:
     """The JSON body of an image generation; validated when constructed.
@@ -586,21 +608,16 @@ class ImageGenerationRequest:
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON body as a dict; ``None`` fields are left out."""
-        body: Dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "target" or value is None:
-                continue
-            if field.name == "model":
-                value = str(value)
-            elif field.name in ("control_images",):
-                value = [{"image": img} for img in value]
-            body[field.name] = value
+        body = {name: value for name, value in vars(self).items() if value is not None and name != "target"}
+        if "model" in body:
+            body["model"] = str(body["model"])
+        if "control_images" in body:
+            body["control_images"] = [{"image": img} for img in body["control_images"]]
         return body
 
     def to_json(self) -> bytes:
         """The JSON body, UTF-8 encoded (NaN and infinities are refused)."""
-        return json.dumps(self.to_dict(), allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return _JSON_ENCODER.encode(self.to_dict()).encode("utf-8")
 
 
 @dataclasses.dataclass
@@ -645,9 +662,9 @@ class GeneratedImage:
     url: Optional[str] = None
     b64_json: Optional[str] = None
 
-    # The transport of the client that made this image (for downloading ``url``).  Not
-    # a field, so dataclasses.asdict() and comparisons ignore it.
-    _transport: ClassVar[Optional["_Transport"]] = None
+    # An image made from a response also carries, outside its fields (so asdict() and
+    # comparisons ignore them), the client's transport for downloading ``url`` and the
+    # bytes decoded when the response was validated; see _attach().
 
     def __repr__(self) -> str:
         parts = [f"seed={self.seed!r}", f"response_format={self.response_format!r}"]
@@ -661,7 +678,7 @@ class GeneratedImage:
 
     def __getstate__(self) -> Dict[str, Any]:
         # A pickle carries the data, not the client's transport (it holds an SSL context).
-        return {name: value for name, value in self.__dict__.items() if name != "_transport"}
+        return {name: value for name, value in self.__dict__.items() if name not in ("_transport", "_decoded")}
 
     def __copy__(self) -> "GeneratedImage":
         clone = dataclasses.replace(self)  # the fields are immutable, so this is also a deep copy
@@ -678,6 +695,9 @@ class GeneratedImage:
         A download sends no ``Authorization`` header, follows redirects, and uses the
         client's timeout, retry policy and response size cap.
         """
+        decoded = self.__dict__.pop("_decoded", None)  # decoded once, when the response was checked
+        if decoded is not None and decoded[0] is self.b64_json:
+            return decoded[1]  # type: ignore[no-any-return]
         if self.b64_json is not None:
             try:
                 return _decode_base64(self.b64_json)
@@ -717,8 +737,14 @@ class GeneratedImage:
         return f"data:{media_type};base64,{encoded}"
 
 
-def _attach(image: GeneratedImage, transport: "_Transport") -> GeneratedImage:
+def _attach(image: GeneratedImage, transport: "_Transport", decoded: Optional[bytes] = None) -> GeneratedImage:
+    """Give an image from a response its client's transport and, if known, its decoded bytes.
+
+    ``content()`` uses the decoded bytes once instead of decoding ``b64_json`` again.
+    """
     image.__dict__["_transport"] = transport
+    if decoded is not None:
+        image.__dict__["_decoded"] = (image.b64_json, decoded)
     return image
 
 
@@ -1002,13 +1028,15 @@ class _RawResponse:
     headers: Mapping[str, str]
     body: Union[bytes, bytearray]
     url: str
+    credential: str = ""  # what the request's Authorization carried: never quoted back
 
     @property
     def request_id(self) -> Optional[str]:
         return self.headers.get("x-request-id")
 
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    T = TypeVar("T")
 
 
 class _Transport:
@@ -1112,11 +1140,14 @@ class _Transport:
                 if attempt_timeout <= 0:
                     raise APITimeoutError("the call's total_timeout ran out before the request was sent")
                 sent_headers = headers()
-                secret = sent_headers.get("Authorization", "")[len("Bearer "):]
                 raw = self._follow(method, url, body, sent_headers, attempt_timeout, follow_redirects)
+                authorization = sent_headers.get("Authorization", "")
+                raw.credential = authorization.partition(" ")[2] or authorization
                 if not 200 <= raw.status < 300:
-                    raise _status_error(raw, secret)
-                logger.debug("%s %s -> %d in %.3f s", method, _loggable(url), raw.status, self.clock() - started)
+                    raise _status_error(raw)
+                log = _logger(10)  # DEBUG
+                if log is not None:
+                    log.debug("%s %s -> %d in %.3f s", method, _loggable(url), raw.status, self.clock() - started)
                 return parse(raw)
             except FriendliError as err:
                 elapsed = self.clock() - started
@@ -1131,13 +1162,15 @@ class _Transport:
                     if final is err:
                         raise
                     raise final from err
-                logger.info(
-                    "retrying in %.1f s after %s (attempt %d/%s)",
-                    delay,
-                    _describe_failure(err),
-                    attempt + 1,
-                    policy.max_retries + 1 if policy.max_retries is not None else "\u2026",
-                )
+                log = _logger(20)  # INFO
+                if log is not None:
+                    log.info(
+                        "retrying in %.1f s after %s (attempt %d/%s)",
+                        delay,
+                        _describe_failure(err),
+                        attempt + 1,
+                        policy.max_retries + 1 if policy.max_retries is not None else "\u2026",
+                    )
             self.sleep(delay)
             if cancel is not None and cancel.is_set():
                 raise FriendliError("the call was cancelled", attempts=attempt)
@@ -1231,7 +1264,13 @@ def _describe_failure(err: FriendliError) -> str:
 
 
 def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool) -> Union[bytes, bytearray]:
-    """Read the whole body into one buffer (one copy), refusing more than ``limit`` bytes."""
+    """Read the whole body, refusing (or, when ``truncate``, cutting) more than ``limit`` bytes.
+
+    The buffer grows as bytes arrive: a ``Content-Length`` is the server's promise,
+    not a reason to allocate (a lying one would otherwise cost up to ``limit`` bytes
+    of memory at once).  A body that ends short of its ``Content-Length`` raises
+    ``IncompleteRead``.
+    """
     length = response.length
     if length is not None and length > limit:
         if truncate:
@@ -1240,28 +1279,21 @@ def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool
             f"response body is {length} bytes, over the limit of {limit} bytes (max_response_bytes)",
             status_code=response.status,
         )
-    if length is not None:
-        buf = bytearray(length)
-        with memoryview(buf) as view:
-            got = 0
-            while got < length:
-                n = response.readinto(view[got:])
-                if not n:
-                    raise http.client.IncompleteRead(bytes(view[:got]), length - got)
-                got += n
-        return buf
     buf = bytearray()
-    while True:
+    while len(buf) <= limit:
         chunk = response.read(1024 * 1024)
         if not chunk:
-            return buf
+            break
         buf += chunk
-        if len(buf) > limit:
-            if truncate:
-                return buf[:limit]
+    if length is not None and len(buf) < length:
+        raise http.client.IncompleteRead(bytes(buf), length - len(buf))
+    if len(buf) > limit:
+        if not truncate:
             raise InvalidResponseError(
                 f"response body is over the limit of {limit} bytes (max_response_bytes)", status_code=response.status
             )
+        del buf[limit:]
+    return buf
 
 
 def _connection_error(exc: BaseException, url: str) -> APIConnectionError:
@@ -1291,15 +1323,30 @@ def _connection_error(exc: BaseException, url: str) -> APIConnectionError:
     return APIConnectionError(f"connection to {where} failed: {type(reason).__name__}: {detail}")
 
 
-def _status_error(raw: _RawResponse, secret: str) -> APIStatusError:
-    """Build the error for a non-2xx answer (the class comes from :func:`_status_error_class`)."""
-    text = bytes(raw.body).decode("utf-8", "replace")
-    if secret:
-        text = text.replace(secret, "[REDACTED]")
+def _redact(text: str, secret: str) -> str:
+    """``text`` without ``secret`` (servers and proxies sometimes echo request headers back)."""
+    return text.replace(secret, "[REDACTED]") if secret else text
+
+
+def _status_error(raw: _RawResponse) -> APIStatusError:
+    """Build the error for a non-2xx answer (the class comes from :func:`_status_error_class`).
+
+    Nothing the error carries (message, body, reason, headers) quotes the request's credential.
+    """
+    secret = raw.credential
+    text = _redact(bytes(raw.body).decode("utf-8", "replace"), secret)
+    reason = _redact(raw.reason, secret)
+    headers = raw.headers
+    if secret and any(secret in str(field) for field in headers.values()):
+        redacted: Any = http.client.HTTPMessage()  # still case-insensitive, like the original
+        for name, field in raw.headers.items():
+            redacted[name] = _redact(str(field), secret)
+        headers = redacted
+    request_id = headers.get("x-request-id")
     server_message: Optional[str] = None
     try:
         payload = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         for key in ("detail", "message", "error"):
@@ -1307,25 +1354,25 @@ def _status_error(raw: _RawResponse, secret: str) -> APIStatusError:
             if isinstance(value, dict):
                 value = value.get("message", value)
             if value:
-                server_message = value if isinstance(value, str) else json.dumps(value)
+                server_message = _redact(value if isinstance(value, str) else json.dumps(value), secret)
                 break
-    summary = server_message or text.strip()[:200] or raw.reason
-    message = f"{raw.status} {raw.reason}: {summary}".rstrip(": ")
+    summary = server_message or text.strip()[:200] or reason
+    message = f"{raw.status} {reason}: {summary}".rstrip(": ")
     if raw.status in _REDIRECT_STATUSES:
         message = (
-            f"{raw.status} {raw.reason}: the API answered with a redirect to {raw.headers.get('location')!r}, "
+            f"{raw.status} {reason}: the API answered with a redirect to {headers.get('location')!r}, "
             "which is not followed (the token is never sent elsewhere); check base_url"
         )
-    if raw.request_id:
-        message += f" [request id {raw.request_id}]"
+    if request_id:
+        message += f" [request id {request_id}]"
     cls = _status_error_class(raw.status)
     return cls(  # type: ignore[no-any-return]
         message,
         status_code=raw.status,
         body=text,
-        headers=raw.headers,
-        request_id=raw.request_id,
-        server_message=server_message or raw.reason,
+        headers=headers,
+        request_id=request_id,
+        server_message=server_message or reason,
     )
 
 
@@ -1342,9 +1389,10 @@ def _load_json(raw: _RawResponse) -> Any:
     raw.body = b""
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+        head = _redact(text[: 80 + len(raw.credential)], raw.credential)[:80]
         raise InvalidResponseError(
-            f"response is not JSON (Content-Type {raw.headers.get('content-type')!r}): {_short(text[:80])}",
+            f"response is not JSON (Content-Type {raw.headers.get('content-type')!r}): {_short(head)}",
             status_code=raw.status,
             request_id=raw.request_id,
         ) from exc
@@ -1607,11 +1655,13 @@ def _parse_result(raw: _RawResponse, request: ImageGenerationRequest, transport:
         image = payload.get("image")
         if not isinstance(image, str) or not image:
             invalid("no 'image' string in the container's answer")
-        if not _looks_like_base64(image):
+        try:
+            image_bytes = _decode_base64(image)
+        except ValueError:
             invalid("'image' is not valid base64")
         image_format = request.response_format or "jpeg"  # the container's documented default
         only = GeneratedImage(request.seed, image_format, b64_json=image)
-        return ImageGenerationResult([_attach(only, transport)], request_id)
+        return ImageGenerationResult([_attach(only, transport, image_bytes)], request_id)
     data = payload.get("data")
     if not isinstance(data, list) or not data:
         invalid("'data' is missing or not a non-empty list")
@@ -1622,8 +1672,14 @@ def _parse_result(raw: _RawResponse, request: ImageGenerationRequest, transport:
         url, b64, seed, fmt = item.get("url"), item.get("b64_json"), item.get("seed"), item.get("response_format")
         if url is None and b64 is None:
             invalid(f"data[{index}] has neither 'url' nor 'b64_json'")
-        if b64 is not None and (not isinstance(b64, str) or not _looks_like_base64(b64)):
-            invalid(f"data[{index}].b64_json is not valid base64")
+        decoded: Optional[bytes] = None
+        if b64 is not None:
+            try:
+                decoded = _decode_base64(b64) if isinstance(b64, str) else None
+            except ValueError:
+                pass
+            if decoded is None:
+                invalid(f"data[{index}].b64_json is not valid base64")
         if url is not None and (
             not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https")
         ):
@@ -1632,7 +1688,7 @@ def _parse_result(raw: _RawResponse, request: ImageGenerationRequest, transport:
             invalid(f"data[{index}].seed is not an integer")
         if fmt is not None and not isinstance(fmt, str):
             invalid(f"data[{index}].response_format is not a string")
-        images.append(_attach(GeneratedImage(seed, fmt or request.response_format, url, b64), transport))
+        images.append(_attach(GeneratedImage(seed, fmt or request.response_format, url, b64), transport, decoded))
     return ImageGenerationResult(images, request_id)
 
 
@@ -1850,8 +1906,9 @@ class AsyncFriendli(SyncFriendli):
 # ===========================================================================
 
 
-_Args = Any
-"""The parsed command line: an ``argparse.Namespace`` (argparse is imported only when the CLI runs)."""
+if TYPE_CHECKING:
+    # The parsed command line: an ``argparse.Namespace`` (argparse is imported only when the CLI runs).
+    _Args = Any
 
 _EXIT_OK = 0
 _EXIT_API = 1  # API error, invalid response, or an image that could not be saved
@@ -1918,6 +1975,9 @@ def _cli_logging(verbose: int) -> Callable[[], None]:
     """Show the module's log on stderr: -v retries (INFO), -vv everything (DEBUG); return the undo."""
     if not verbose:
         return lambda: None
+    import logging
+
+    logger = logging.getLogger("friendli_image")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     level = logger.level

@@ -1031,3 +1031,35 @@ def test_allow_insecure_http_is_for_containers_only() -> None:
     assert container.base_url == "http://gpu-box.internal:8000"
     with pytest.raises(fi.FriendliValidationError, match="allow_insecure_http=True"):
         fi.Client(base_url="http://gpu-box.internal:8000", target="container")
+
+
+def test_importing_does_no_work_and_loads_only_what_a_call_needs() -> None:
+    """No environment reads, no SSL context, and none of the modules only some callers need."""
+    import subprocess
+
+    code = (
+        "import os, sys, ssl\n"
+        "reads = []\n"
+        "class Env(dict):\n"
+        "    def get(self, *a): reads.append(a[0]); return super().get(*a)\n"
+        "    def __getitem__(self, k): reads.append(k); return super().__getitem__(k)\n"
+        "os.environ = Env(os.environ)\n"
+        "made = []\n"
+        "ssl.create_default_context = lambda *a, **k: made.append(1)\n"
+        "import friendli_image\n"
+        "lazy = ('logging', 'typing', 'argparse', 'asyncio', 'concurrent.futures', 'shlex')\n"
+        "print(reads, made, [m for m in lazy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(fi.__file__).parent)
+    assert out.stdout.strip() == "[] [] []"
+
+
+def test_a_b64_image_is_decoded_once(api: FakeFriendli, client: fi.Client) -> None:
+    res = client.generate(model="ep", prompt="p", response_format="png")
+    image = res.data[0]
+    first = image.content()
+    assert first == PNG and image.content() == PNG
+    assert "_decoded" not in vars(image)  # the bytes kept from validation were handed over, not kept
+    image.b64_json = base64.b64encode(JPEG).decode()
+    assert image.content() == JPEG  # a changed b64_json is decoded afresh
