@@ -243,7 +243,7 @@ class UnprocessableEntityError(APIStatusError):
         """The ``detail`` list of the 422 body (``[]`` when there is none)."""
         try:
             detail = json.loads(self.body).get("detail")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return []
         return detail if isinstance(detail, list) else []
 
@@ -875,7 +875,7 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when is None:
             return None
@@ -930,12 +930,19 @@ class _DeadlineSocket:
         self._deadline = deadline
         self._io_refs = 0
         self._closed = False
+        # When the socket's timeout was last made to end exactly at the deadline.
+        timeout = sock.gettimeout()
+        self._armed_at = deadline - timeout if timeout is not None else -math.inf
 
     def _arm(self) -> None:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
+        # settimeout() is a system call, so it is repeated only once the last one is
+        # _REARM_AFTER old: a read may then overrun the deadline by that much at most.
+        now = time.monotonic()
+        if now >= self._deadline:
             raise socket.timeout("timed out")
-        self._sock.settimeout(remaining)
+        if now - self._armed_at > _REARM_AFTER:
+            self._sock.settimeout(self._deadline - now)
+            self._armed_at = now
 
     def recv_into(self, *args: Any) -> int:
         self._arm()
@@ -973,24 +980,52 @@ class _DeadlineSocket:
         return getattr(self._sock, name)
 
 
+_REARM_AFTER = 0.01  # seconds
+
+
+def _time_left(sock: socket.socket, deadline: float) -> None:
+    """Give ``sock`` the time left until ``deadline`` as its timeout (socket.timeout if none is)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("timed out")
+    sock.settimeout(remaining)
+
+
 class _DeadlineHTTPConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection whose every step shares the attempt's deadline.
+
+    Connecting, a proxy's answer to ``CONNECT`` (which a slow proxy could otherwise
+    trickle forever), the TLS handshake (which gets what is left, not a fresh
+    timeout) and every read and write of the exchange.
+    """
+
     def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = deadline
+        self._create_connection = self._open_socket
+
+    def _open_socket(self, address: Tuple[str, int], timeout: float, *args: Any) -> socket.socket:
+        sock = socket.create_connection(address, timeout, *args)
+        _time_left(sock, self._deadline)
+        return sock
+
+    def _tunnel(self) -> None:
+        plain = self.sock
+        self.sock = _DeadlineSocket(plain, self._deadline)
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        finally:
+            if self.sock is not None:  # None: the tunnel failed and closed the connection
+                self.sock = plain
+        _time_left(plain, self._deadline)
 
     def connect(self) -> None:
         super().connect()
         self.sock = _DeadlineSocket(self.sock, self._deadline)
 
 
-class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = _DeadlineSocket(self.sock, self._deadline)
+class _DeadlineHTTPSConnection(_DeadlineHTTPConnection, http.client.HTTPSConnection):
+    pass
 
 
 class _Request(urllib.request.Request):
@@ -1021,14 +1056,20 @@ class _DeadlineHandler(urllib.request.AbstractHTTPHandler):
     https_request = urllib.request.AbstractHTTPHandler.do_request_
 
 
-@dataclasses.dataclass
 class _RawResponse:
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: Union[bytes, bytearray]
-    url: str
-    credential: str = ""  # what the request's Authorization carried: never quoted back
+    """One HTTP answer as read off the wire (a plain class: made on every call)."""
+
+    __slots__ = ("status", "reason", "headers", "body", "url", "credential")
+
+    def __init__(
+        self, status: int, reason: str, headers: Mapping[str, str], body: Union[bytes, bytearray], url: str
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.url = url
+        self.credential = ""  # what the request's Authorization carried: never quoted back
 
     @property
     def request_id(self) -> Optional[str]:
@@ -1171,7 +1212,10 @@ class _Transport:
                         attempt + 1,
                         policy.max_retries + 1 if policy.max_retries is not None else "\u2026",
                     )
-            self.sleep(delay)
+            if cancel is not None and self.sleep is time.sleep:
+                cancel.wait(delay)  # wakes at once when the caller gives up (asyncio cancellation, Ctrl-C)
+            else:
+                self.sleep(delay)
             if cancel is not None and cancel.is_set():
                 raise FriendliError("the call was cancelled", attempts=attempt)
 
@@ -2194,12 +2238,18 @@ def _cli_prompts(args: _Args) -> List[str]:
     return prompts
 
 
-@dataclasses.dataclass
+# The command line's records are plain classes, not dataclasses: each dataclass costs
+# import time on every cold start, and a plain generate() never runs this code.
+
+
 class _CliJob:
     """One request of a run, the ``index``-th (from 1) of the batch."""
 
-    index: int
-    request: ImageGenerationRequest
+    __slots__ = ("index", "request")
+
+    def __init__(self, index: int, request: ImageGenerationRequest) -> None:
+        self.index = index
+        self.request = request
 
 
 def _cli_jobs(args: _Args, prompts: List[str]) -> List[_CliJob]:
@@ -2245,14 +2295,16 @@ def _cli_slug(prompt: str, limit: int = 40) -> str:
     return slug
 
 
-@dataclasses.dataclass
 class _CliOutputs:
     """The output naming rule: ``-o FILE``, ``-o DIR`` or, without ``-o``, names from the prompt."""
 
-    file: Optional[pathlib.Path]  # one image goes here (-o FILE)
-    directory: pathlib.Path  # otherwise, images go here
-    numbered: bool  # names start with the job's index (batches)
-    from_prompt: bool  # names include the prompt's words (no -o)
+    def __init__(
+        self, file: Optional[pathlib.Path], directory: pathlib.Path, numbered: bool, from_prompt: bool
+    ) -> None:
+        self.file = file  # one image goes here (-o FILE)
+        self.directory = directory  # otherwise, images go here
+        self.numbered = numbered  # names start with the job's index (batches)
+        self.from_prompt = from_prompt  # names include the prompt's words (no -o)
 
     @classmethod
     def plan(cls, output: Optional[str], jobs: int) -> "_CliOutputs":
@@ -2312,25 +2364,29 @@ def _cli_write(path: pathlib.Path, data: bytes, overwrite: bool) -> None:
 # -- running ----------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class _CliRun:
     """What every job of a run shares; ``stop`` ends retry loops after Ctrl-C."""
 
-    client: Client
-    operation: str
-    outputs: _CliOutputs
-    overwrite: bool
-    total_timeout: Optional[float]
-    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    def __init__(
+        self, client: Client, operation: str, outputs: _CliOutputs, overwrite: bool, total_timeout: Optional[float]
+    ) -> None:
+        self.client = client
+        self.operation = operation
+        self.outputs = outputs
+        self.overwrite = overwrite
+        self.total_timeout = total_timeout
+        self.stop = threading.Event()
 
 
-@dataclasses.dataclass
 class _CliSaved:
     """An image written to ``path``."""
 
-    path: pathlib.Path
-    image: GeneratedImage
-    request_id: Optional[str]
+    __slots__ = ("path", "image", "request_id")
+
+    def __init__(self, path: pathlib.Path, image: GeneratedImage, request_id: Optional[str]) -> None:
+        self.path = path
+        self.image = image
+        self.request_id = request_id
 
 
 def _cli_generate(run: _CliRun, job: _CliJob) -> List[_CliSaved]:
