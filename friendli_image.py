@@ -1006,7 +1006,8 @@ class _DeadlineHTTPConnection(http.client.HTTPConnection):
 
     def _open_socket(self, address: Tuple[str, int], timeout: float, *args: Any) -> socket.socket:
         sock = socket.create_connection(address, timeout, *args)
-        _time_left(sock, self._deadline)
+        if time.monotonic() + timeout - self._deadline > _REARM_AFTER:  # connecting took a while
+            _time_left(sock, self._deadline)
         return sock
 
     def _tunnel(self) -> None:
