@@ -349,6 +349,7 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls other than tab
 
 
 def _has_space_or_control(text: str) -> bool:
@@ -364,6 +365,21 @@ def _check_identifier(value: Any, param: str) -> str:
             f"{param} must not contain whitespace or control characters, got {_short(value)}"
         )
     return value
+
+
+def _check_header_value(value: Any, what: str) -> str:
+    """A string HTTP can carry as a header value (latin-1, no line breaks or other controls)."""
+    if not isinstance(value, str) or _HEADER_UNSAFE.search(value) or not _is_latin1(value):
+        raise FriendliValidationError(f"{what} is not a valid HTTP header value (latin-1 text, no line breaks)")
+    return value
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,15 +441,6 @@ def _decode_base64(text: str) -> bytes:
     if len(data) != _base64_size(compact):
         raise ValueError("not valid base64")
     return data
-
-
-def _looks_like_base64(text: str) -> bool:
-    """True when ``text`` is standard base64 (whitespace between groups allowed)."""
-    try:
-        _decode_base64(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _too_large(size: int, param: str, what: str = "image") -> FriendliValidationError:
@@ -802,19 +809,26 @@ class BackoffStrategy:
     jitter_ms: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time"):
+        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time", "jitter_ms"):
             value = getattr(self, name)
+            if value is None and name == "jitter_ms":
+                continue
             _check_finite(value, f"BackoffStrategy.{name}")
-            if value < 0:
-                raise FriendliValidationError(f"BackoffStrategy.{name} must not be negative, got {value!r}")
-        if self.jitter_ms is not None:
-            _check_finite(self.jitter_ms, "BackoffStrategy.jitter_ms")
+            if value < 0 or (name == "max_elapsed_time" and value == 0):
+                raise FriendliValidationError(f"BackoffStrategy.{name} must be positive, got {value!r}")
 
     def delay(self, retry_index: int) -> float:
         """Seconds to sleep before retry number ``retry_index`` (0 for the first retry)."""
         jitter = 1000.0 if self.jitter_ms is None else float(self.jitter_ms)
-        millis = self.initial_interval * self.exponent**retry_index + random.uniform(0, jitter)
-        return min(millis, self.max_interval) / 1000.0
+        try:
+            millis = self.initial_interval * float(self.exponent) ** retry_index
+        except OverflowError:  # thousands of retries in: the cap applies anyway
+            millis = math.inf
+        return min(millis + random.uniform(0, jitter), self.max_interval) / 1000.0
+
+
+_DEFAULT_BACKOFF = BackoffStrategy(500, 60000, 1.5, 3600000)
+_STATUS_PATTERN = re.compile(r"[1-5][0-9X]{2}$", re.IGNORECASE)
 
 
 @dataclasses.dataclass
@@ -835,23 +849,37 @@ class RetryConfig:
         if self.strategy not in ("backoff", "none"):
             raise FriendliValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {_short(self.strategy)}")
         if self.strategy == "backoff" and self.backoff is None:
-            self.backoff = BackoffStrategy(500, 60000, 1.5, 3600000)
+            self.backoff = _DEFAULT_BACKOFF
+        if self.backoff is not None and not isinstance(self.backoff, BackoffStrategy):
+            raise FriendliValidationError(f"RetryConfig.backoff must be a BackoffStrategy, got {_short(self.backoff)}")
+        if not isinstance(self.retry_connection_errors, bool):
+            raise FriendliValidationError(
+                f"RetryConfig.retry_connection_errors must be a bool, got {_short(self.retry_connection_errors)}"
+            )
+        codes = self.status_codes_override
+        if codes is not None:
+            if isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
+                (isinstance(c, int) and not isinstance(c, bool)) or (isinstance(c, str) and _STATUS_PATTERN.match(c))
+                for c in codes
+            ):
+                raise FriendliValidationError(
+                    f"RetryConfig.status_codes_override must be a list of statuses or patterns like '5XX', "
+                    f"got {_short(codes)}"
+                )
         if self.max_retries is not None:
             _check_int(self.max_retries, "RetryConfig.max_retries")
 
     def retries_status(self, status: int) -> bool:
         """Whether an answer with this status is retried."""
         codes = RETRYABLE_STATUS_CODES if self.status_codes_override is None else self.status_codes_override
-        for code in codes:
-            if isinstance(code, str) and len(code) == 3 and code[1:].upper() == "XX":
-                if str(status)[0] == code[0]:
-                    return True
-            elif str(code) == str(status):
-                return True
-        return False
+        text = str(status)
+        return any(
+            all(want in ("X", "x", got) for want, got in zip(str(code), text)) and len(str(code)) == len(text)
+            for code in codes
+        )
 
 
-DEFAULT_RETRY_CONFIG = RetryConfig("backoff", BackoffStrategy(500, 60000, 1.5, 3600000), True)
+DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF, True)
 """The official SDK's policy: 500 ms x1.5 backoff with jitter, 60 s cap, 1 h budget."""
 
 _NO_RETRIES = RetryConfig("none")
@@ -888,6 +916,9 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
 # ===========================================================================
 
 
+_NO_TOKEN_MESSAGE = "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
+
+
 class _Secret:
     """Holds a token so that no repr, log or traceback local shows it."""
 
@@ -904,14 +935,12 @@ class _Secret:
             except Exception as exc:
                 raise FriendliError(f"the token callable raised {type(exc).__name__}") from exc
         if not isinstance(value, str) or not value.strip():
-            raise FriendliValidationError(
-                "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
-            )
-        if _has_space_or_control(value):
-            raise FriendliValidationError("the API token contains whitespace or control characters")
+            raise FriendliValidationError(_NO_TOKEN_MESSAGE)
+        if _has_space_or_control(value) or not value.isascii() or not value.isprintable():
+            raise FriendliValidationError("the API token must be printable ASCII without whitespace")
         return value
 
-    __call__ = get  # so a _Secret can be passed where a token callable is expected
+    __call__ = get  # a _Secret is a token callable too (SyncFriendli hands its own to Client)
 
     def __repr__(self) -> str:
         return "<token>"
@@ -948,17 +977,9 @@ class _DeadlineSocket:
         self._arm()
         return self._sock.recv_into(*args)
 
-    def recv(self, *args: Any) -> bytes:
-        self._arm()
-        return self._sock.recv(*args)
-
     def sendall(self, *args: Any) -> None:
         self._arm()
         self._sock.sendall(*args)
-
-    def send(self, *args: Any) -> int:
-        self._arm()
-        return self._sock.send(*args)
 
     def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
         if mode != "rb":
@@ -1109,8 +1130,9 @@ class _Transport:
         self.timeout = _check_timeout(timeout, "timeout")
         self.retries = retries if retries is not None else DEFAULT_RETRY_CONFIG
         self.max_response_bytes = max_response_bytes
-        self.user_agent = user_agent or (
-            f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+        self.user_agent = _check_header_value(
+            user_agent or f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}",
+            "user_agent",
         )
         self.sleep = sleep if sleep is not None else time.sleep
         self.clock = clock if clock is not None else time.monotonic
@@ -1145,7 +1167,7 @@ class _Transport:
         except FriendliError:
             raise
         except (OSError, http.client.HTTPException, ValueError) as exc:  # urllib, http.client, socket, ssl
-            raise _connection_error(exc, url) from exc
+            raise _connection_error(exc, url, _credential(headers)) from exc
 
     # -- the retry loop -----------------------------------------------------
 
@@ -1183,8 +1205,7 @@ class _Transport:
                     raise APITimeoutError("the call's total_timeout ran out before the request was sent")
                 sent_headers = headers()
                 raw = self._follow(method, url, body, sent_headers, attempt_timeout, follow_redirects)
-                authorization = sent_headers.get("Authorization", "")
-                raw.credential = authorization.partition(" ")[2] or authorization
+                raw.credential = _credential(sent_headers)
                 if not 200 <= raw.status < 300:
                     raise _status_error(raw)
                 log = _logger(10)  # DEBUG
@@ -1341,8 +1362,8 @@ def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool
     return buf
 
 
-def _connection_error(exc: BaseException, url: str) -> APIConnectionError:
-    """Dress a urllib/http.client/socket/ssl exception as an APIConnectionError."""
+def _connection_error(exc: BaseException, url: str, secret: str) -> APIConnectionError:
+    """Dress a urllib/http.client/socket/ssl exception as an APIConnectionError (``secret`` redacted)."""
     reason: BaseException = exc
     while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
         reason = reason.reason
@@ -1363,9 +1384,20 @@ def _connection_error(exc: BaseException, url: str) -> APIConnectionError:
     if isinstance(reason, http.client.RemoteDisconnected):
         return APIConnectionError(f"{where} closed the connection without answering")
     if isinstance(reason, urllib.error.URLError):
-        return APIConnectionError(f"cannot reach {where}: {reason.reason}")
-    detail = str(reason) or type(reason).__name__
-    return APIConnectionError(f"connection to {where} failed: {type(reason).__name__}: {detail}")
+        return APIConnectionError(_redact(f"cannot reach {where}: {reason.reason}", secret))
+    detail = _redact(str(reason) or type(reason).__name__, secret)
+    # A ValueError or InvalidURL comes from building the request (the response side raises
+    # HTTPException or OSError): a retry would only repeat it.
+    retryable = not isinstance(reason, (ValueError, http.client.InvalidURL))
+    return APIConnectionError(f"connection to {where} failed: {type(reason).__name__}: {detail}", retryable=retryable)
+
+
+def _credential(headers: Mapping[str, str]) -> str:
+    """The secret part of a request's ``Authorization`` header ("" when there is none)."""
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            return value.partition(" ")[2] or value
+    return ""
 
 
 def _redact(text: str, secret: str) -> str:
@@ -1456,6 +1488,10 @@ def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
         raise FriendliValidationError(f"base_url must look like https://host[:port][/path], got {_short(value)}")
     if parts.query or parts.fragment:
         raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(value)}")
+    if _has_space_or_control(value) or not value.isascii():
+        raise FriendliValidationError(
+            f"base_url must be ASCII without spaces (percent-encode the path, punycode the host), got {_short(value)}"
+        )
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         if target == "dedicated":  # a bearer token must never travel in clear text
             raise FriendliValidationError(
@@ -1484,12 +1520,15 @@ def _is_loopback(host: str) -> bool:
 def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not name or _has_space_or_control(name) or ":" in name:
+        if not isinstance(name, str) or not name or _has_space_or_control(name) or ":" in name or not name.isascii():
             raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
-            raise FriendliValidationError(f"http_headers: invalid value for header {name!r}")
-        out[name] = value
+        out[name] = _check_header_value(value, f"http_headers: the value of {name!r}")
     return out
+
+
+def _check_retries(retries: Any) -> None:
+    if retries is not None and not isinstance(retries, RetryConfig):
+        raise FriendliValidationError(f"retries must be a RetryConfig (or None), got {_short(retries)}")
 
 
 _CALL_OPTIONS = ("x_friendli_team", "retries", "timeout", "total_timeout", "http_headers")
@@ -1528,8 +1567,7 @@ class Client:
     ) -> None:
         if target not in TARGETS:
             raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(target)}")
-        if retries is not None and not isinstance(retries, RetryConfig):
-            raise FriendliValidationError(f"retries must be a RetryConfig, got {_short(retries)}")
+        _check_retries(retries)
         self.target = target
         if target == "dedicated":
             token = token if token is not None else os.environ.get("FRIENDLI_TOKEN")
@@ -1538,7 +1576,7 @@ class Client:
         else:
             base_url = base_url or DEFAULT_CONTAINER_BASE_URL
         self.base_url = _check_base_url(base_url, target, allow_insecure_http)
-        self.team = None if team is None else _check_identifier(team, "team")
+        self.team = None if team is None else _check_header_value(_check_identifier(team, "team"), "team")
         self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
         self._transport = _Transport(
             timeout=timeout,
@@ -1642,7 +1680,7 @@ class Client:
         }
         team = x_friendli_team if x_friendli_team is not None else self.team
         if team is not None and self.target == "dedicated":
-            headers["X-Friendli-Team"] = _check_identifier(team, "x_friendli_team")
+            headers["X-Friendli-Team"] = _check_header_value(_check_identifier(team, "x_friendli_team"), "x_friendli_team")
         headers.update(_check_headers(http_headers))
         return self.base_url + _API_PATHS[(self.target, operation)], request.to_json(), headers
 
@@ -1659,16 +1697,14 @@ class Client:
         cancel: Optional[threading.Event] = None,
     ) -> ImageGenerationResult:
         url, body, static_headers = self._prepare(operation, request, x_friendli_team, http_headers)
-        if retries is not None and not isinstance(retries, RetryConfig):
-            raise FriendliValidationError(f"retries must be a RetryConfig, got {_short(retries)}")
+        _check_retries(retries)
         token = self._token
         if token is None and self.target == "dedicated":
-            raise FriendliValidationError(
-                "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
-            )
+            raise FriendliValidationError(_NO_TOKEN_MESSAGE)
+        own_authorization = any(name.lower() == "authorization" for name in static_headers)
 
         def headers() -> Dict[str, str]:
-            if token is None or "Authorization" in static_headers:
+            if token is None or own_authorization:
                 return dict(static_headers)
             return {**static_headers, "Authorization": "Bearer " + token.get()}
 
@@ -2191,7 +2227,7 @@ def _cli_client(args: _Args) -> Client:
     token = None if args.token_file is None else _cli_read_token(args.token_file)
     retries = None
     if args.no_retries:
-        retries = RetryConfig("none")
+        retries = _NO_RETRIES
     elif args.max_retries is not None:
         retries = RetryConfig("backoff", max_retries=args.max_retries)
     client = Client(
@@ -2204,7 +2240,8 @@ def _cli_client(args: _Args) -> Client:
         allow_insecure_http=args.allow_insecure_http,
     )
     if client.target == "dedicated" and client._token is None:
-        raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or use --token-file PATH")
+        raise FriendliValidationError(_NO_TOKEN_MESSAGE.replace("pass token= (a string or a callable returning one)",
+                                                                "use --token-file PATH"))
     if client._token is not None:
         client._token.get()  # refuses an empty token or one with whitespace inside
     return client
@@ -2212,7 +2249,7 @@ def _cli_client(args: _Args) -> Client:
 
 def _cli_read_token(path: str) -> str:
     try:
-        token = pathlib.Path(path).read_text(encoding="utf-8").strip()
+        token = pathlib.Path(path).read_text(encoding="utf-8-sig").strip()  # -sig: editors' byte-order mark
     except (OSError, UnicodeError) as exc:
         raise FriendliValidationError(
             f"cannot read --token-file {path!r}: {getattr(exc, 'strerror', None) or exc}"

@@ -3868,3 +3868,100 @@ def test_readme_data_uri_example_runs(api: FakeFriendli, readme_env: pathlib.Pat
 
 if __name__ == "__main__":
     sys.exit(fuzz_main())
+
+
+# ===========================================================================
+# Found in review: inputs HTTP cannot carry, retry settings, header case, echoed tokens.
+# ===========================================================================
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda url: fi.Client(TOKEN, base_url=url, team="\ud300"),
+        lambda url: fi.Client(TOKEN, base_url=url, user_agent="ua\r\nX-Evil: 1"),
+        lambda url: fi.Client(TOKEN, base_url=url + "/a path"),
+        lambda url: fi.Client(TOKEN, base_url=url + "/caf\u00e9"),
+    ],
+)
+def test_values_http_cannot_carry_are_refused_when_the_client_is_built(api: FakeFriendli, make: Any) -> None:
+    with pytest.raises(fi.FriendliValidationError):
+        make(api.url)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize(
+    "token, kwargs",
+    [
+        ("\ufeff" + TOKEN, {}),  # a byte-order mark from an editor
+        (TOKEN + "\u00e9", {}),
+        (TOKEN, {"x_friendli_team": "\ud300"}),
+        (TOKEN, {"http_headers": {"X-Note": "\u2713"}}),
+        (TOKEN, {"http_headers": {"X-Note": "a\x00b"}}),
+    ],
+)
+def test_values_http_cannot_carry_fail_before_traffic_and_are_not_retried(
+    api: FakeFriendli, fake_sleep: FakeSleep, token: str, kwargs: Dict[str, Any]
+) -> None:
+    client = fi.Client(token, base_url=api.url, sleep=fake_sleep, clock=fake_sleep.clock)
+    with pytest.raises(fi.FriendliValidationError) as info:
+        client.generate(model="ep", prompt="p", **kwargs)
+    assert TOKEN not in str(info.value) and info.value.attempts == 1
+    assert api.requests == [] and fake_sleep.calls == []
+
+
+def test_cli_token_file_with_a_byte_order_mark(api: FakeFriendli, tmp_path: pathlib.Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "token").write_text("\ufeff" + TOKEN + "\r\n", encoding="utf-8")
+    code, _, _ = run_cli(api, capsys, "--model", "ep", "a fox", "--token-file", "token", "-o", "fox.png")
+    assert code == 0 and posted(api)[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_backoff_never_overflows() -> None:
+    for exponent in (1.5, 2):
+        backoff = fi.BackoffStrategy(500, 1000, exponent, 3600000, jitter_ms=0)
+        assert backoff.delay(5000) == 1.0 and backoff.delay(0) == 0.5
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fi.RetryConfig("backoff", status_codes_override=503),  # type: ignore[arg-type]
+        lambda: fi.RetryConfig("backoff", status_codes_override="5XX"),
+        lambda: fi.RetryConfig("backoff", status_codes_override=[True]),
+        lambda: fi.RetryConfig("backoff", status_codes_override=["5YY"]),
+        lambda: fi.RetryConfig("backoff", backoff={"initial_interval": 1}),  # type: ignore[arg-type]
+        lambda: fi.RetryConfig("backoff", retry_connection_errors="yes"),  # type: ignore[arg-type]
+        lambda: fi.BackoffStrategy(500, 1000, 1.5, 3600000, jitter_ms=-500),
+        lambda: fi.BackoffStrategy(500, 1000, 1.5, 0),
+        lambda: fi.BackoffStrategy(-1, 1000, 1.5, 1000),
+    ],
+)
+def test_retry_settings_are_validated_when_built(make: Callable[[], Any]) -> None:
+    with pytest.raises(fi.FriendliValidationError):
+        make()
+
+
+def test_status_patterns_match_digit_by_digit() -> None:
+    config = fi.RetryConfig("backoff", status_codes_override=["50X", 429, "4xx"])
+    assert [config.retries_status(s) for s in (500, 503, 510, 429, 404, 302)] == [True, True, False, True, True,
+                                                                                   False]
+
+
+def test_an_authorization_header_of_any_case_replaces_the_token(api: FakeFriendli, client: fi.Client) -> None:
+    api.queue(Reply(200, {"data": [{"url": api.url + "/files/image.png", "seed": 1}]}))
+    client.generate(model="ep", prompt="p", http_headers={"authorization": "Basic b3RoZXI="})
+    assert api.requests[0].headers["authorization"] == "Basic b3RoZXI="
+
+
+def test_a_token_echoed_in_a_broken_status_line_is_redacted(api: FakeFriendli, client: fi.Client) -> None:
+    def echo_status_line(handler: Handler, seen: Seen) -> None:
+        handler.wfile.write(f"Authorization: {seen.headers['authorization']}\r\n\r\n".encode())
+        handler.wfile.flush()
+
+    api.queue(echo_status_line)
+    with pytest.raises(fi.APIConnectionError) as info:
+        client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
+    assert TOKEN not in str(info.value) and "[REDACTED]" in str(info.value)
