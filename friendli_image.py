@@ -1347,7 +1347,9 @@ def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool
         )
     buf = bytearray()
     while len(buf) <= limit:
-        chunk = response.read(1024 * 1024)
+        # Ask for no more than is due: some Pythons allocate the whole request size per read.
+        want = 1024 * 1024 if length is None else min(1024 * 1024, length - len(buf))
+        chunk = response.read(want) if want > 0 else b""
         if not chunk:
             break
         buf += chunk
