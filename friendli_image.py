@@ -1129,6 +1129,9 @@ class _Transport:
                 )
         self.timeout = _check_timeout(timeout, "timeout")
         self.retries = retries if retries is not None else DEFAULT_RETRY_CONFIG
+        _check_int(max_response_bytes, "max_response_bytes")
+        if max_response_bytes <= 0:
+            raise FriendliValidationError(f"max_response_bytes must be positive, got {max_response_bytes!r}")
         self.max_response_bytes = max_response_bytes
         self.user_agent = _check_header_value(
             user_agent or f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}",

@@ -3965,3 +3965,9 @@ def test_a_token_echoed_in_a_broken_status_line_is_redacted(api: FakeFriendli, c
     with pytest.raises(fi.APIConnectionError) as info:
         client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
     assert TOKEN not in str(info.value) and "[REDACTED]" in str(info.value)
+
+
+@pytest.mark.parametrize("cap", [0, -1, 1.5, "1000", True])
+def test_max_response_bytes_must_be_a_positive_int(cap: Any) -> None:
+    with pytest.raises(fi.FriendliValidationError, match="max_response_bytes"):
+        fi.Client(TOKEN, max_response_bytes=cap)
