@@ -124,7 +124,6 @@ _MAX_REDIRECTS = 10  # for image downloads only; API calls never follow redirect
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
-
 def __getattr__(name: str) -> Any:
     """``logger``: the module's ``logging`` logger, ``"friendli_image"`` (made on first use).
 
@@ -148,6 +147,7 @@ def _logger(level: int) -> Optional[logging.Logger]:
         return None
     log: logging.Logger = module.getLogger("friendli_image")
     return log if log.isEnabledFor(level) else None
+
 
 # ===========================================================================
 # Errors
@@ -1284,9 +1284,10 @@ class _Transport:
             if hops > _MAX_REDIRECTS:
                 raise APIConnectionError(f"more than {_MAX_REDIRECTS} redirects from {_loggable(url)}", retryable=False)
             target = urllib.parse.urljoin(raw.url, raw.headers["location"])
-            if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+            parts = urllib.parse.urlsplit(target)
+            if parts.scheme not in ("http", "https"):
                 raise APIConnectionError(f"redirect to an unsupported URL: {_loggable(target)}", retryable=False)
-            if urllib.parse.urlsplit(target).netloc != urllib.parse.urlsplit(raw.url).netloc:
+            if parts.netloc != urllib.parse.urlsplit(raw.url).netloc:
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -1294,10 +1295,8 @@ class _Transport:
             raw = self._exchange("GET", target, None, headers, remaining)
         return raw
 
-    def download(
-        self, url: str, *, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None
-    ) -> bytes:
-        """GET an image URL: no credentials, redirects followed, size cap applied."""
+    def download(self, url: str) -> bytes:
+        """GET an image URL: no credentials, redirects followed, the client's timeout, retries and size cap."""
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise FriendliValidationError(f"image url must be http(s), got {_short(url)}")
         return self.request(
@@ -1305,8 +1304,6 @@ class _Transport:
             url,
             headers=lambda: {"User-Agent": self.user_agent, "Accept": "*/*"},
             parse=lambda raw: bytes(raw.body),
-            retries=retries,
-            timeout=timeout,
             follow_redirects=True,
         )
 
@@ -1685,7 +1682,8 @@ class Client:
         }
         team = x_friendli_team if x_friendli_team is not None else self.team
         if team is not None and self.target == "dedicated":
-            headers["X-Friendli-Team"] = _check_header_value(_check_identifier(team, "x_friendli_team"), "x_friendli_team")
+            team = _check_identifier(team, "x_friendli_team")
+            headers["X-Friendli-Team"] = _check_header_value(team, "x_friendli_team")
         headers.update(_check_headers(http_headers))
         return self.base_url + _API_PATHS[(self.target, operation)], request.to_json(), headers
 
@@ -1863,13 +1861,10 @@ class _ImageOperations:
         self._owner = owner
         self._target = target
 
-    def _client_for(self, server_url: Optional[str]) -> Client:
-        return self._owner._client_for(self._target, server_url)
-
     def _translate(self, params: Dict[str, Any]) -> Tuple[Client, Dict[str, Any]]:
         retries = params.pop("retries", UNSET)
         timeout_ms = params.pop("timeout_ms", None)
-        client = self._client_for(params.pop("server_url", None))
+        client = self._owner._client_for(self._target, params.pop("server_url", None))
         if retries is not UNSET:
             params["retries"] = retries if retries is not None else _NO_RETRIES
         if timeout_ms is not None:
