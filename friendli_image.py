@@ -20,10 +20,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import email.message
 import email.utils
+import functools
 import http.client
-import io
+import ipaddress
 import json
+import logging
 import math
 import os
 import pathlib
@@ -31,55 +34,28 @@ import random
 import re
 import socket
 import ssl
+import stat
 import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+import zlib
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: a plain call needs neither typing nor logging imported
-    import logging
-    from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar, Union
-
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = [
-    "APIConnectionError",
-    "APIStatusError",
-    "APITimeoutError",
-    "AsyncClient",
-    "AsyncFriendli",
-    "AuthenticationError",
-    "BackoffStrategy",
-    "BadRequestError",
-    "Client",
-    "DEFAULT_BASE_URL",
-    "DEFAULT_CONTAINER_BASE_URL",
-    "DEFAULT_MAX_RESPONSE_BYTES",
-    "DEFAULT_RETRY_CONFIG",
-    "DEFAULT_TIMEOUT",
-    "FriendliError",
-    "FriendliValidationError",
-    "GeneratedImage",
-    "ImageEditRequest",
-    "ImageGenerationRequest",
-    "ImageGenerationResult",
-    "InternalServerError",
-    "InvalidResponseError",
-    "MAX_INPUT_IMAGE_BYTES",
-    "ModelRef",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RetryConfig",
-    "SDKError",
-    "SyncFriendli",
-    "UnprocessableEntityError",
-    "generate",
-    "main",
+    "APIConnectionError", "APIStatusError", "APITimeoutError", "AsyncClient", "AsyncFriendli",
+    "AuthenticationError", "BackoffStrategy", "BadRequestError", "Client", "DEFAULT_BASE_URL",
+    "DEFAULT_CONTAINER_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_RETRY_CONFIG", "DEFAULT_TIMEOUT",
+    "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage", "ImageEditRequest",
+    "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError", "InternalServerError",
+    "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef", "NotFoundError",
+    "PermissionDeniedError", "PreparedRequest", "RateLimitError", "RetryConfig", "SDKError", "StrPath",
+    "SyncFriendli", "UnprocessableEntityError", "generate", "logger", "main",
 ]
 
 # ===========================================================================
@@ -95,6 +71,14 @@ DEFAULT_CONTAINER_BASE_URL = "http://localhost:8000"
 DEFAULT_TIMEOUT = 60.0
 """Seconds one attempt may take, from connecting to the last byte of the response."""
 
+DEFAULT_TOTAL_TIMEOUT = 300.0
+"""Seconds a whole call may take, retries and sleeps included: room for slow generations and a few
+retries, well inside AWS Lambda's hard 15-minute limit, so no default call waits silently for long."""
+
+MAX_RETRY_AFTER = 60.0
+"""Longest ``Retry-After`` the client waits for; a longer one ends the call at once with that
+answer's error (which carries ``retry_after``), as well-known clients do."""
+
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 """Largest response body accepted; a larger one raises :class:`InvalidResponseError`."""
 
@@ -108,10 +92,13 @@ CONTAINER_RESPONSE_FORMATS = ("raw", "jpeg")
 """``response_format`` values a Friendli Container accepts."""
 
 RETRYABLE_STATUS_CODES = (429, 500, 502, 503, 504)
-"""Statuses retried by default (the official SDK's ``x-speakeasy-retries``)."""
+"""Statuses retried by default (the published spec's ``x-speakeasy-retries``)."""
 
 TARGETS = ("dedicated", "container")
 """Kinds of deployment a :class:`Client` can talk to."""
+
+logger = logging.getLogger("friendli_image")
+"""The module's logger: retries at INFO, each exchange at DEBUG; never a token or a URL's query."""
 
 _API_PATHS = {
     ("dedicated", "generate"): "/dedicated/v1/images/generations",
@@ -120,34 +107,7 @@ _API_PATHS = {
     ("container", "edit"): "/v1/images/edits",
 }
 _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body kept for messages and ``.body``
-_MAX_REDIRECTS = 10  # for image downloads only; API calls never follow redirects
-_REDIRECT_STATUSES = (301, 302, 303, 307, 308)
-
-
-def __getattr__(name: str) -> Any:
-    """``logger``: the module's ``logging`` logger, ``"friendli_image"`` (made on first use).
-
-    Retries are logged at INFO and every exchange at DEBUG; tokens never appear.
-    """
-    if name == "logger":
-        import logging
-
-        return logging.getLogger("friendli_image")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _logger(level: int) -> Optional[logging.Logger]:
-    """The module's logger if a record at ``level`` would be handled, else None.
-
-    When the application never imported :mod:`logging`, nothing can be listening
-    (the last-resort handler shows only warnings and above), so importing it is skipped.
-    """
-    module = sys.modules.get("logging")
-    if module is None:
-        return None
-    log: logging.Logger = module.getLogger("friendli_image")
-    return log if log.isEnabledFor(level) else None
-
+_MAX_REDIRECTS = 10  # image downloads only; API calls never follow redirects
 
 # ===========================================================================
 # Errors
@@ -155,32 +115,13 @@ def _logger(level: int) -> Optional[logging.Logger]:
 
 
 class FriendliError(Exception):
-    """Base class of every error this module raises.
+    """Base class of every error this module raises; ``attempts`` is how many HTTP attempts the call
+    made ("(after N attempts)" ends the message when over 1), ``request_id`` the server's ``X-Request-Id``."""
 
-    ``attempts`` is how many HTTP attempts the call made before giving up; when it
-    is over 1 the message ends with "(after N attempts)".
-    """
-
-    def __init__(self, message: str, *, attempts: int = 1) -> None:
-        super().__init__(message)
-        self._text = message
+    def __init__(self, message: str, *, attempts: int = 1, request_id: Optional[str] = None) -> None:
+        super().__init__(f"{message} (after {attempts} attempts)" if attempts > 1 else message)
         self.attempts = attempts
-
-    def __str__(self) -> str:
-        if self.attempts > 1:
-            return f"{self._text} (after {self.attempts} attempts)"
-        return self._text
-
-    def __reduce__(self) -> Any:
-        # Keyword-only constructors do not survive the default pickling of exceptions.
-        return (_rebuild_error, (type(self), self.args, self.__dict__))
-
-
-def _rebuild_error(cls: "type[FriendliError]", args: Tuple[Any, ...], state: Dict[str, Any]) -> FriendliError:
-    err = cls.__new__(cls)
-    err.args = args
-    err.__dict__.update(state)
-    return err
+        self.request_id = request_id
 
 
 class FriendliValidationError(FriendliError, ValueError):
@@ -188,31 +129,21 @@ class FriendliValidationError(FriendliError, ValueError):
 
 
 class APIStatusError(FriendliError):
-    """The API answered with a status that is not success (any non-2xx).
-
-    Attributes: ``status_code``; ``message`` (the server's ``detail``/``message``/
-    ``error`` text when the body is JSON, else the HTTP reason); ``body`` (the
-    response text, at most 64 KiB); ``headers``; ``request_id`` (the
-    ``X-Request-Id`` response header); ``attempts``.
-    """
+    """The server answered with a status that is not success: ``status_code``; ``message``, the server's
+    own text (``detail``/``message``/``error`` of a JSON body, else the HTTP reason); ``body`` (at most
+    64 KiB); ``headers``; ``request_id``; ``retry_after``, the seconds it asked to wait (None if unsaid)."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        body: str = "",
-        headers: Optional[Mapping[str, str]] = None,
+        self, message: str, *, status_code: int = 0, body: str = "", headers: Optional[email.message.Message] = None,
+        server_message: str = "", retry_after: Optional[float] = None, attempts: int = 1,
         request_id: Optional[str] = None,
-        server_message: Optional[str] = None,
-        attempts: int = 1,
     ) -> None:
-        super().__init__(message, attempts=attempts)
+        super().__init__(message, attempts=attempts, request_id=request_id)
         self.status_code = status_code
         self.body = body
-        self.headers: Mapping[str, str] = headers if headers is not None else {}
-        self.request_id = request_id
-        self.message = server_message if server_message is not None else message
+        self.headers = headers if headers is not None else email.message.Message()
+        self.message = server_message or message
+        self.retry_after = retry_after
 
 
 SDKError = APIStatusError
@@ -228,7 +159,7 @@ class AuthenticationError(APIStatusError):
 
 
 class PermissionDeniedError(APIStatusError):
-    """403 Forbidden: the token may not use this endpoint or team."""
+    """403 Forbidden: the token may not use this endpoint or team (or an image URL expired)."""
 
 
 class NotFoundError(APIStatusError):
@@ -257,89 +188,78 @@ class InternalServerError(APIStatusError):
 
 
 class APIConnectionError(FriendliError):
-    """No complete answer arrived: DNS, refused, reset, TLS, or a body cut short.
+    """No complete answer arrived (DNS, refused, reset, TLS, a proxy, a body cut short); ``sent`` is True
+    when the whole request had gone out, so the server may have acted on it (and billed a generation)."""
 
-    ``retryable`` is False for failures a retry cannot cure (e.g. an untrusted
-    TLS certificate).
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True, attempts: int = 1) -> None:
+    def __init__(self, message: str, *, sent: bool = False, attempts: int = 1) -> None:
         super().__init__(message, attempts=attempts)
-        self.retryable = retryable
+        self.sent = sent
 
 
 class APITimeoutError(APIConnectionError):
-    """An attempt ran out of time before the response was complete."""
+    """An attempt, or the whole call's ``total_timeout``, ran out of time."""
 
 
 class InvalidResponseError(FriendliError):
-    """A 2xx response whose body is not what the API documents (or is too large)."""
+    """A 2xx answer that breaks the API's schema or is too large, or a field unusable where it is used."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        status_code: Optional[int] = None,
-        request_id: Optional[str] = None,
-        attempts: int = 1,
+        self, message: str, *, status_code: Optional[int] = None, attempts: int = 1, request_id: Optional[str] = None
     ) -> None:
-        super().__init__(message, attempts=attempts)
+        super().__init__(message, attempts=attempts, request_id=request_id)
         self.status_code = status_code
-        self.request_id = request_id
 
 
-_STATUS_ERRORS: Dict[int, type] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
+class ImageSaveError(FriendliError, OSError):
+    """An image could not be written; also an :class:`OSError` (``errno``, ``filename`` set)."""
+
+    def __init__(self, message: str, errno: Optional[int] = None, filename: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] ..." form
+        return str(self.args[0])
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.args[0], self.errno, self.filename), self.__dict__
 
 
-def _status_error_class(status: int) -> type:
+_STATUS_ERRORS: Dict[int, Type[APIStatusError]] = {400: BadRequestError, 401: AuthenticationError,
+    403: PermissionDeniedError, 404: NotFoundError, 422: UnprocessableEntityError, 429: RateLimitError}
+
+
+def _status_error_class(status: int) -> Type[APIStatusError]:
     """The one place that maps an HTTP status to an error class."""
-    if status in _STATUS_ERRORS:
-        return _STATUS_ERRORS[status]
-    if 500 <= status <= 599:
-        return InternalServerError
-    return APIStatusError
+    return InternalServerError if 500 <= status <= 599 else _STATUS_ERRORS.get(status, APIStatusError)
 
 
 # ===========================================================================
 # Data types
 # ===========================================================================
 
-if TYPE_CHECKING:
-    # An input image: URL, ``data:`` URI, base64 text, bytes, a path, or ``{"image": ...}``.
-    ImageInput = Union[str, bytes, bytearray, "os.PathLike[str]", Mapping[str, Any]]
+if sys.version_info >= (3, 9):
+    StrPath = Union[str, "os.PathLike[str]"]
+    """A file path: a string or an ``os.PathLike``."""
+else:  # os.PathLike cannot be subscripted at run time before 3.9 (typing.get_type_hints evaluates it)
+    StrPath = Union[str, os.PathLike]
+
+ImageInput = Union[str, bytes, bytearray, StrPath, Mapping[str, Any]]
+"""An input image: a URL, a ``data:`` URI, base64 text, bytes, a file path, or ``{"image": ...}``."""
 
 _IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"BM", "bmp"),
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"),
 )
 _SUFFIXES = {"png": ".png", "jpeg": ".jpg", "gif": ".gif", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
-def _sniff_image_type(head: bytes) -> Optional[str]:
-    """The image type named by the first bytes of a file, or None."""
+def _image_type(data: bytes) -> Optional[str]:
+    """The image type named by the first bytes of ``data`` ("png", "jpeg", ...), or None."""
     for signature, kind in _IMAGE_SIGNATURES:
-        if head.startswith(signature):
+        if data.startswith(signature):
             return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def _image_suffix(data: bytes) -> str:
-    """The file suffix for image bytes (``.png``, ``.jpg``, ...; ``.bin`` when unknown)."""
-    return _SUFFIXES.get(_sniff_image_type(data[:16]) or "", ".bin")
+    return "webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -348,38 +268,39 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-_HEADER_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls other than tab
-
-
-def _has_space_or_control(text: str) -> bool:
-    return _SPACE_OR_CONTROL.search(text) is not None
-
-
-def _check_identifier(value: Any, param: str) -> str:
-    """A non-empty string without whitespace or control characters."""
-    if not isinstance(value, str) or not value:
+def _check_text(value: Any, param: str, *, identifier: bool = False) -> str:
+    """A non-empty string UTF-8 can encode; an ``identifier`` has no whitespace or control characters."""
+    if not isinstance(value, str) or not value.strip():
         raise FriendliValidationError(f"{param} must be a non-empty string, got {_short(value)}")
-    if _has_space_or_control(value):
-        raise FriendliValidationError(
-            f"{param} must not contain whitespace or control characters, got {_short(value)}"
-        )
+    if re.search("[\ud800-\udfff]", value):  # a lone surrogate (e.g. from a badly decoded command line)
+        raise FriendliValidationError(f"{param} is not valid Unicode (UTF-8 cannot encode it): {_short(value)}")
+    if identifier and _SPACE_OR_CONTROL.search(value):
+        raise FriendliValidationError(f"{param} must not contain whitespace or control characters, got {_short(value)}")
     return value
 
 
-def _check_header_value(value: Any, what: str) -> str:
+def _check_header_value(value: Any, param: str) -> str:
     """A string HTTP can carry as a header value (latin-1, no line breaks or other controls)."""
-    if not isinstance(value, str) or _HEADER_UNSAFE.search(value) or not _is_latin1(value):
-        raise FriendliValidationError(f"{what} is not a valid HTTP header value (latin-1 text, no line breaks)")
+    if not isinstance(value, str) or re.search(r"[^\t\x20-\x7e\x80-\xff]", value):
+        raise FriendliValidationError(f"{param} is not a valid HTTP header value (latin-1 text, no line breaks)")
     return value
 
 
-def _is_latin1(text: str) -> bool:
+def _check_number(
+    value: Any, param: str, low: Optional[float] = None, high: Optional[float] = None, *, whole: bool = False
+) -> float:
+    """A finite number (an int when ``whole``; never a bool) within ``[low, high]``, as a float."""
+    kinds = (int,) if whole else (int, float)
     try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
+        number = float(value) if isinstance(value, kinds) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an int too large for a float
+        number = math.nan if not whole else float(math.copysign(math.inf, value))
+    if math.isnan(number) or (not whole and math.isinf(number)):
+        raise FriendliValidationError(f"{param} must be a{' whole' if whole else ' finite'} number, got {_short(value)}")
+    if (low is not None and number < low) or (high is not None and number > high):
+        bounds = f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"within [{low:g}, {high:g}]"
+        raise FriendliValidationError(f"{param} must be {bounds}, got {_short(value)}")
+    return number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,165 +311,104 @@ class ModelRef:
     adapter_route: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _check_identifier(self.endpoint_id, "model endpoint id")
-        if ":" in self.endpoint_id:
-            raise FriendliValidationError(f"model endpoint id must not contain ':', got {_short(self.endpoint_id)}")
-        if self.adapter_route is not None:
-            _check_identifier(self.adapter_route, "model adapter route")
-            if ":" in self.adapter_route:
-                raise FriendliValidationError(
-                    f"model adapter route must not contain ':', got {_short(self.adapter_route)}"
-                )
+        for part, value in (("endpoint id", self.endpoint_id), ("adapter route", self.adapter_route)):
+            if (value is not None or part == "endpoint id") and ":" in _check_text(value, f"model {part}", identifier=True):
+                raise FriendliValidationError(f"model {part} must not contain ':', got {_short(value)}")
 
     @classmethod
-    def parse(cls, value: Union[str, "ModelRef"]) -> "ModelRef":
+    def parse(cls, value: Union[str, ModelRef]) -> ModelRef:
         """Parse ``"endpoint"`` or ``"endpoint:adapter"``; a ModelRef is returned as is."""
         if isinstance(value, ModelRef):
             return value
-        if not isinstance(value, str):
-            raise FriendliValidationError(f"model must be a string like 'endpoint-id[:adapter]', got {_short(value)}")
-        if value.count(":") > 1:
-            raise FriendliValidationError(
-                f"model must be 'endpoint-id' or 'endpoint-id:adapter-route' (one ':' at most), got {_short(value)}"
-            )
+        if not isinstance(value, str) or value.count(":") > 1:
+            raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', got {_short(value)}")
         endpoint, sep, adapter = value.partition(":")
-        if not endpoint:
-            raise FriendliValidationError(f"model has an empty endpoint id: {_short(value)}")
-        if sep and not adapter:
-            raise FriendliValidationError(f"model has an empty adapter route after ':': {_short(value)}")
         return cls(endpoint, adapter if sep else None)
 
     def __str__(self) -> str:
-        if self.adapter_route is None:
-            return self.endpoint_id
-        return f"{self.endpoint_id}:{self.adapter_route}"
-
-
-def _base64_size(compact: str) -> int:
-    """How many bytes base64 text without whitespace decodes to."""
-    return len(compact) // 4 * 3 - compact[-2:].count("=")
+        return self.endpoint_id if self.adapter_route is None else f"{self.endpoint_id}:{self.adapter_route}"
 
 
 def _decode_base64(text: str) -> bytes:
     """Strictly decode standard base64 (whitespace between groups allowed); ValueError when it is not."""
-    # Everything here runs at C speed: images are tens of megabytes of base64.
     compact = "".join(text.split()) if text.isascii() else ""
     if not compact or len(compact) % 4:
         raise ValueError("not valid base64")
     data = binascii.a2b_base64(compact)  # binascii.Error is a ValueError
-    # a2b_base64 silently skips characters outside the alphabet, so a decoded
-    # length short of what the input length promises means the input was bad.
-    if len(data) != _base64_size(compact):
+    if len(data) != len(compact) // 4 * 3 - compact[-2:].count("="):  # a2b_base64 skips stray characters
         raise ValueError("not valid base64")
     return data
 
 
-def _too_large(size: int, param: str, what: str = "image") -> FriendliValidationError:
-    return FriendliValidationError(
-        f"{param}: {what} is {size} bytes, over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)"
-    )
+def _check_size(size: int, param: str) -> None:
+    if size > MAX_INPUT_IMAGE_BYTES:
+        raise FriendliValidationError(f"{param}: the image is over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)")
 
 
-def _data_uri(data: Union[bytes, bytearray, memoryview], param: str) -> str:
-    size = memoryview(data).nbytes
-    if size > MAX_INPUT_IMAGE_BYTES:  # checked before any copy
-        raise _too_large(size, param)
-    data = bytes(data)
-    kind = _sniff_image_type(data[:16])
+def _bytes_to_data_uri(data: bytes, param: str) -> str:
+    _check_size(len(data), param)
+    kind = _image_type(data[:16])
     if kind is None:
-        raise FriendliValidationError(
-            f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, TIFF or BMP expected); "
-            "pass a 'data:image/...;base64,' URI to choose it yourself"
-        )
+        raise FriendliValidationError(f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, "
+                                      "TIFF or BMP expected); pass a 'data:image/...;base64,' URI to choose it yourself")
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _read_image_file(path: "os.PathLike[str]", param: str) -> str:
+def _read_image_file(path: StrPath, param: str) -> str:
+    """Read a regular file of at most 50 MiB: the limit holds for what is read, whatever ``stat`` says."""
+    name = os.fspath(path)
     try:
-        size = os.stat(path).st_size
-        if size > MAX_INPUT_IMAGE_BYTES:
-            raise _too_large(size, param, repr(os.fspath(path)))
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not block
+        with open(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FriendliValidationError(f"{param}: {name!r} is not a regular file")
+            data = file.read(MAX_INPUT_IMAGE_BYTES + 1)
     except OSError as exc:
-        raise FriendliValidationError(f"{param}: cannot read {os.fspath(path)!r}: {exc.strerror or exc}") from exc
-    return _data_uri(data, param)
+        problem = f"{param}: cannot read {name!r}: {exc.strerror or type(exc).__name__}"
+    else:
+        return _bytes_to_data_uri(data, param)
+    raise FriendliValidationError(problem)
 
 
-def _encode_image_input(value: Any, param: str) -> str:
-    """Turn one input image into the string the API takes (URL, data URI or base64)."""
+def _encode_image(value: Any, param: str) -> str:
+    """One input image as the API takes it: a URL, a data URI or base64 text (files and bytes encoded)."""
     if isinstance(value, Mapping) and "image" in value:
-        return _encode_image_input(value["image"], param)
+        value = value["image"]
     if isinstance(value, os.PathLike):
         return _read_image_file(value, param)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _data_uri(value, param)
-    if not isinstance(value, str) or not value.strip():
-        raise FriendliValidationError(
-            f"{param} must be a URL, data: URI, base64 string, bytes or a file path, got {_short(value)}"
-        )
-    lowered = value[:8].lower()
-    if lowered.startswith(("http://", "https://")):
-        if _has_space_or_control(value):
-            raise FriendliValidationError(f"{param}: URL contains whitespace: {_short(value)}")
-        return value
-    is_data_uri = lowered.startswith("data:")
-    if is_data_uri:
-        header, comma, encoded = value.partition(",")
-        if not comma or not header.endswith(";base64"):
-            raise FriendliValidationError(f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(value)}")
-    elif len(value) < 4096 and "\n" not in value and os.path.isfile(value):
-        return _read_image_file(pathlib.Path(value), param)
-    else:
-        encoded = value
-    size = _base64_size("".join(encoded.split()))
-    if size > MAX_INPUT_IMAGE_BYTES:  # checked before decoding
-        raise _too_large(size, param)
+        return _bytes_to_data_uri(bytes(value), param)
+    text = _check_text(value, param)
+    if text[:8].lower().startswith(("http://", "https://")):
+        return _check_text(text, f"{param} (a URL)", identifier=True)
+    is_data_uri = text[:5].lower() == "data:"
+    if not is_data_uri and len(text) < 4096 and "\n" not in text and os.path.isfile(text):
+        return _read_image_file(text, param)
+    header, _, encoded = text.partition(",") if is_data_uri else ("", "", text)
     try:
-        decoded = _decode_base64(encoded)
+        decoded = _decode_base64(encoded) if header.endswith(";base64") or not is_data_uri else b""
     except ValueError:
-        if is_data_uri:
-            raise FriendliValidationError(
-                f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(value)}"
-            ) from None
-        raise FriendliValidationError(
-            f"{param} is not a URL, a data: URI, base64 text, or an existing file: {_short(value)}"
-        ) from None
-    if not is_data_uri and _sniff_image_type(decoded[:16]) is None:
-        # Short words and mistyped paths ("photos/cat1") are valid base64 too.
-        raise FriendliValidationError(
-            f"{param} is base64 text but not of a PNG, JPEG, GIF, WebP, TIFF or BMP image (nor a URL or an "
-            f"existing file): {_short(value)}; pass a 'data:image/...;base64,' URI to choose the type yourself"
-        )
-    return value
+        decoded = b""
+    _check_size(len(decoded), param)
+    if is_data_uri and not decoded:
+        raise FriendliValidationError(f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(text)}")
+    if not is_data_uri and _image_type(decoded[:16]) is None:  # words and mistyped paths are base64 too
+        raise FriendliValidationError(f"{param} is not a URL, a data: URI, an existing file, or base64 text of a "
+                                      f"PNG/JPEG/GIF/WebP/TIFF/BMP image: {_short(text)}")
+    return text
 
 
-def _check_prompt(prompt: Any) -> None:
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise FriendliValidationError(f"prompt must be a non-empty string, got {_short(prompt)}")
-
-
-def _check_int(value: Any, param: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise FriendliValidationError(f"{param} must be an int, got {_short(value)}")
-
-
-def _check_finite(value: Any, param: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise FriendliValidationError(f"{param} must be a finite number, got {_short(value)}")
-
-
-_JSON_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+def _image_list(value: Any, param: str) -> List[str]:
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Sequence) or not value:
+        raise FriendliValidationError(f"{param} must be a non-empty list of images, got {_short(value)}")
+    return [_encode_image(image, f"{param}[{i}]") for i, image in enumerate(value)]
 
 
 @dataclasses.dataclass
 class ImageGenerationRequest:
-    """The JSON body of an image generation; validated when constructed.
-
-    ``target`` is ``"dedicated"`` (``model`` required, ``ENDPOINT[:ADAPTER]``) or
-    ``"container"`` (``model`` is an optional adapter route, ``response_format`` is
-    ``raw`` or ``jpeg``).  Input images are normalised to the strings the API takes.
-    """
+    """The JSON body of an image generation, validated when constructed; input images become the strings
+    the API takes.  ``target`` is ``"dedicated"`` (``model`` required: ``ENDPOINT[:ADAPTER]``) or
+    ``"container"`` (``model`` an optional adapter route, ``response_format`` ``raw`` or ``jpeg``)."""
 
     model: Optional[Union[str, ModelRef]]
     prompt: str
@@ -561,33 +421,6 @@ class ImageGenerationRequest:
     target: str = "dedicated"
 
     def __post_init__(self) -> None:
-        self._validate_common()
-        if self.control_images is not None:
-            if isinstance(self.control_images, (str, bytes)) or not isinstance(self.control_images, Sequence):
-                raise FriendliValidationError(
-                    f"control_images must be a list of images, got {_short(self.control_images)}"
-                )
-            if not self.control_images:
-                raise FriendliValidationError("control_images must not be empty (omit it instead)")
-            self.control_images = [
-                _encode_image_input(img, f"control_images[{i}]") for i, img in enumerate(self.control_images)
-            ]
-        if self.controlnet_weights is not None:
-            weights = self.controlnet_weights
-            if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
-                raise FriendliValidationError(f"controlnet_weights must be a list of numbers, got {_short(weights)}")
-            for i, weight in enumerate(weights):
-                _check_finite(weight, f"controlnet_weights[{i}]")
-                if not 0 <= weight <= 1:
-                    raise FriendliValidationError(f"controlnet_weights[{i}] must be within [0, 1], got {weight!r}")
-            if self.control_images is not None and len(weights) != len(self.control_images):
-                raise FriendliValidationError(
-                    f"controlnet_weights has {len(weights)} values but control_images has "
-                    f"{len(self.control_images)}; they must be the same length"
-                )
-            self.controlnet_weights = list(weights)
-
-    def _validate_common(self) -> None:
         if self.target not in TARGETS:
             raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(self.target)}")
         if self.target == "dedicated":
@@ -595,197 +428,216 @@ class ImageGenerationRequest:
                 raise FriendliValidationError("model is required: pass model='endpoint-id' or 'endpoint-id:adapter'")
             self.model = ModelRef.parse(self.model)
         elif self.model is not None:
-            self.model = _check_identifier(str(self.model), "model (adapter route)")
-        _check_prompt(self.prompt)
-        _check_int(self.num_inference_steps, "num_inference_steps")
-        if not 1 <= self.num_inference_steps <= 50:
-            raise FriendliValidationError(
-                f"num_inference_steps must be within [1, 50], got {self.num_inference_steps!r}"
-            )
+            self.model = _check_text(str(self.model), "model (adapter route)", identifier=True)
+        _check_text(self.prompt, "prompt")
+        _check_number(self.num_inference_steps, "num_inference_steps", 1, 50, whole=True)
         if self.guidance_scale is not None:
-            _check_finite(self.guidance_scale, "guidance_scale")
+            _check_number(self.guidance_scale, "guidance_scale")
         if self.seed is not None:
-            _check_int(self.seed, "seed")
-        allowed = RESPONSE_FORMATS if self.target == "dedicated" else CONTAINER_RESPONSE_FORMATS
-        if self.response_format is not None and self.response_format not in allowed:
-            raise FriendliValidationError(
-                f"response_format must be one of {', '.join(allowed)} for a {self.target} target, "
-                f"got {_short(self.response_format)}"
-            )
+            _check_number(self.seed, "seed", whole=True)
+        formats = RESPONSE_FORMATS if self.target == "dedicated" else CONTAINER_RESPONSE_FORMATS
+        if self.response_format is not None and self.response_format not in formats:
+            raise FriendliValidationError(f"response_format must be one of {', '.join(formats)} for a {self.target} "
+                                          f"target, got {_short(self.response_format)}")
+        if self.control_images is not None:
+            self.control_images = _image_list(self.control_images, "control_images")
+        weights = self.controlnet_weights
+        if weights is not None:
+            if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+                raise FriendliValidationError(f"controlnet_weights must be a list of numbers, got {_short(weights)}")
+            for i, weight in enumerate(weights):
+                _check_number(weight, f"controlnet_weights[{i}]", 0, 1)
+            self.controlnet_weights = list(weights)
+            if self.control_images is not None and len(weights) != len(self.control_images):
+                raise FriendliValidationError(f"controlnet_weights has {len(weights)} values, control_images {len(self.control_images)}")
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON body as a dict; ``None`` fields are left out."""
         body = {name: value for name, value in vars(self).items() if value is not None and name != "target"}
         if "model" in body:
             body["model"] = str(body["model"])
-        if "control_images" in body:
-            body["control_images"] = [{"image": img} for img in body["control_images"]]
+        for name in ("control_images", "image"):
+            if name in body:
+                images = body[name]
+                body[name] = [{"image": i} for i in images] if isinstance(images, list) else {"image": images}
         return body
 
     def to_json(self) -> bytes:
-        """The JSON body, UTF-8 encoded (NaN and infinities are refused)."""
-        return _JSON_ENCODER.encode(self.to_dict()).encode("utf-8")
+        """The JSON body, UTF-8 encoded."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 @dataclasses.dataclass
 class ImageEditRequest(ImageGenerationRequest):
-    """The JSON body of an image edit: a generation request plus ``image``.
-
-    ``image`` is one input or a list of inputs (see :data:`ImageInput`).
-    """
+    """The JSON body of an image edit: a generation request plus ``image``, one input or a list."""
 
     image: Optional[Union[ImageInput, Sequence[ImageInput]]] = None
 
     def __post_init__(self) -> None:
-        self._validate_common()
+        super().__post_init__()
         if self.control_images is not None or self.controlnet_weights is not None:
             raise FriendliValidationError("control_images and controlnet_weights are not part of an image edit")
-        image = self.image
-        if image is None:
+        if self.image is None:
             raise FriendliValidationError("image is required for an edit")
-        if isinstance(image, (list, tuple)):
-            if not image:
-                raise FriendliValidationError("image must not be an empty list")
-            self.image = [_encode_image_input(img, f"image[{i}]") for i, img in enumerate(image)]
-        else:
-            self.image = _encode_image_input(image, "image")
+        is_list = isinstance(self.image, (list, tuple))
+        self.image = _image_list(self.image, "image") if is_list else _encode_image(self.image, "image")
 
-    def to_dict(self) -> Dict[str, Any]:
-        """The JSON body as a dict; ``None`` fields are left out."""
-        body = super().to_dict()
-        if isinstance(self.image, list):
-            body["image"] = [{"image": img} for img in self.image]
-        else:
-            body["image"] = {"image": self.image}
-        return body
+
+@dataclasses.dataclass(frozen=True)
+class PreparedRequest:
+    """What a call sends, except the token: ``method``, ``url``, ``headers`` and the JSON ``body``."""
+
+    method: str
+    url: str
+    headers: Dict[str, str]
+    body: bytes
 
 
 @dataclasses.dataclass(repr=False)
 class GeneratedImage:
-    """One image of a result: ``b64_json`` holds it, or ``url`` says where to fetch it."""
+    """One image of a result: ``b64_json`` holds it, or ``url`` says where to fetch it.  The fields are as
+    the server sent them; :meth:`content`, :meth:`save` and :meth:`data_uri` check the one they use and
+    raise :class:`InvalidResponseError` naming it when it is unusable."""
 
     seed: Optional[int]
     response_format: Optional[str]
     url: Optional[str] = None
     b64_json: Optional[str] = None
 
-    # An image made from a response also carries, outside its fields (so asdict() and
-    # comparisons ignore them), the client's transport for downloading ``url`` and the
-    # bytes decoded when the response was validated; see _attach().
+    def __post_init__(self) -> None:
+        # Not fields: where the image came from (for messages) and the transport that downloads ``url``.
+        self._field = "image"
+        self._transport: Optional[_Transport] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {**self.__dict__, "_transport": None}  # a copy or pickle downloads with default settings
 
     def __repr__(self) -> str:
         parts = [f"seed={self.seed!r}", f"response_format={self.response_format!r}"]
         if self.url is not None:
-            parts.append(f"url={self.url!r}")
+            parts.append(f"url={_redact_url(self.url)!r}")
         if self.b64_json is not None:
             b64 = self.b64_json
-            shown = repr(b64) if len(b64) <= 48 else f"'{b64[:32]}\u2026' ({len(b64)} chars)"
-            parts.append(f"b64_json={shown}")
+            parts.append(f"b64_json={b64!r}" if len(b64) <= 48 else f"b64_json='{b64[:32]}\u2026' ({len(b64)} chars)")
         return f"GeneratedImage({', '.join(parts)})"
 
-    def __getstate__(self) -> Dict[str, Any]:
-        # A pickle carries the data, not the client's transport (it holds an SSL context).
-        return {name: value for name, value in self.__dict__.items() if name not in ("_transport", "_decoded")}
-
-    def __copy__(self) -> "GeneratedImage":
-        clone = dataclasses.replace(self)  # the fields are immutable, so this is also a deep copy
-        if "_transport" in self.__dict__:
-            clone.__dict__["_transport"] = self.__dict__["_transport"]
-        return clone
-
-    def __deepcopy__(self, memo: Dict[int, Any]) -> "GeneratedImage":
-        return self.__copy__()
-
     def content(self) -> bytes:
-        """The image bytes: ``b64_json`` decoded, or ``url`` downloaded.
-
-        A download sends no ``Authorization`` header, follows redirects, and uses the
-        client's timeout, retry policy and response size cap.
-        """
-        decoded = self.__dict__.pop("_decoded", None)  # decoded once, when the response was checked
-        if decoded is not None and decoded[0] is self.b64_json:
-            return decoded[1]  # type: ignore[no-any-return]
+        """The image bytes: ``b64_json`` decoded, or ``url`` downloaded (no token sent, redirects
+        followed, with the client's timeout, retry policy and response size cap)."""
         if self.b64_json is not None:
             try:
                 return _decode_base64(self.b64_json)
-            except ValueError as exc:
-                raise InvalidResponseError("b64_json of this image is not valid base64") from exc
+            except ValueError:
+                raise InvalidResponseError(f"{self._field}.b64_json is not valid base64") from None
         if self.url is None:
-            raise FriendliError("this image has neither b64_json nor url")
-        transport = self.__dict__.get("_transport") or _Transport()
-        return transport.download(self.url)
+            raise InvalidResponseError(f"{self._field} has neither 'url' nor 'b64_json'")
+        try:
+            scheme = urllib.parse.urlsplit(self.url).scheme.lower()
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https"):
+            raise InvalidResponseError(f"{self._field}.url is not an http(s) URL: {_short(_redact_url(self.url))}")
+        return (self._transport or _Transport()).download(self.url)
 
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> pathlib.Path:
+    def save(self, path: StrPath, *, overwrite: bool = True) -> pathlib.Path:
         """Write the image to ``path`` and return the path written.
 
-        A path without a suffix gets ``.png``/``.jpg``/... from the image's bytes.
-        The file appears whole or not at all (written beside, then renamed).
+        A path without a suffix gets ``.png``/``.jpg``/... from the image's bytes.  The file appears
+        whole or not at all (written beside it, then renamed over it: a reader of the old file keeps
+        the old file).  ``overwrite=False`` refuses an existing file.  Failures raise
+        :class:`ImageSaveError`, which is also an ``OSError``.
         """
         data = self.content()
         target = pathlib.Path(path)
         if not target.suffix:
-            target = target.with_name(target.name + _image_suffix(data))
-        _write_atomically(target, data)
-        return target
+            target = target.with_name(target.name + _SUFFIXES.get(_image_type(data[:16]) or "", ".bin"))
+        temporary = target.with_name(f".friendli-{os.urandom(6).hex()}.part")  # short: any legal name fits
+        try:
+            if not overwrite and os.path.lexists(target):
+                raise FileExistsError(17, "File exists")
+            with open(temporary, "xb") as file:
+                file.write(data)
+            os.replace(temporary, target)
+        except OSError as exc:
+            failure = ImageSaveError(f"cannot save the image to {str(target)!r}: {exc.strerror or exc}", exc.errno, str(target))
+        else:
+            return target
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise failure
 
     def data_uri(self) -> str:
-        """The image as a ``data:image/<type>;base64,...`` URI, for HTML or JSON responses.
-
-        The type comes from the image's bytes; bytes of no known image type give
-        ``data:application/octet-stream;base64,...`` rather than a wrong label.
-        """
-        data = self.content()  # decodes (so validates) b64_json, or downloads url
-        kind = _sniff_image_type(data[:16])
-        media_type = f"image/{kind}" if kind else "application/octet-stream"
-        if self.b64_json is not None:
-            encoded = "".join(self.b64_json.split())
-        else:
-            encoded = base64.b64encode(data).decode("ascii")
-        return f"data:{media_type};base64,{encoded}"
-
-
-def _attach(image: GeneratedImage, transport: "_Transport", decoded: Optional[bytes] = None) -> GeneratedImage:
-    """Give an image from a response its client's transport and, if known, its decoded bytes.
-
-    ``content()`` uses the decoded bytes once instead of decoding ``b64_json`` again.
-    """
-    image.__dict__["_transport"] = transport
-    if decoded is not None:
-        image.__dict__["_decoded"] = (image.b64_json, decoded)
-    return image
-
-
-def _write_atomically(target: pathlib.Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.part")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        """The image as a ``data:image/<type>;base64,...`` URI (``application/octet-stream`` when unknown)."""
+        data = self.content()
+        kind = _image_type(data[:16])
+        encoded = "".join(self.b64_json.split()) if self.b64_json is not None else base64.b64encode(data).decode()
+        return f"data:{'image/' + kind if kind else 'application/octet-stream'};base64,{encoded}"
 
 
 @dataclasses.dataclass
 class ImageGenerationResult:
-    """What a generate or edit call returns: the images and the server's request id."""
+    """What a generate or edit call returns: the images (possibly none) and the server's request id."""
 
     data: List[GeneratedImage]
     request_id: Optional[str] = None
 
-    def save_all(self, directory: Union[str, "os.PathLike[str]"], prefix: str = "image") -> List[pathlib.Path]:
-        """Save every image as ``directory/<prefix>-<index>.<ext>``; return the paths.
-
-        The directory is created when missing; ``<ext>`` comes from each image's bytes.
-        """
+    def save_all(self, directory: StrPath, prefix: str = "image") -> List[pathlib.Path]:
+        """Save every image as ``directory/<prefix>-<index>.<ext>``, creating the directory; return the paths."""
         if not isinstance(prefix, str) or not prefix or any(sep in prefix for sep in ("/", "\\", os.sep)):
             raise FriendliValidationError(f"prefix must be a file name without a directory part, got {_short(prefix)}")
         folder = pathlib.Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        return [image.save(folder / f"{prefix}-{index}") for index, image in enumerate(self.data)]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            failure = ImageSaveError(f"cannot create the directory {str(folder)!r}: {exc.strerror or exc}", exc.errno, str(folder))
+        else:
+            return [image.save(folder / f"{prefix}-{index}") for index, image in enumerate(self.data)]
+        raise failure
+
+
+def _parse_result(answer: _Outcome, attempts: int, request: ImageGenerationRequest, transport: Optional[_Transport]
+                  ) -> ImageGenerationResult:
+    """The result in a 2xx answer, values kept as sent (checked where used); a body that breaks the
+    published schema is an :class:`InvalidResponseError` naming what is wrong."""
+    request_id = answer.headers.get("x-request-id")
+    try:
+        images = _images_in(answer, request)  # its frame, holding the body, is gone with the exception
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        problem = str(exc) if type(exc) is ValueError else f"not UTF-8 JSON ({answer.headers.get('content-type')})"
+    else:
+        for image in images:
+            image._transport = transport
+        return ImageGenerationResult(images, request_id)
+    raise InvalidResponseError(f"unexpected response: {problem}", status_code=answer.status, attempts=attempts,
+                               request_id=request_id)
+
+
+def _images_in(answer: _Outcome, request: ImageGenerationRequest) -> List[GeneratedImage]:
+    text = answer.body.decode("utf-8")
+    answer.body = b""  # released before parsing: keeps peak memory low on big responses
+    payload = json.loads(text)
+    if not isinstance(payload, dict):
+        raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
+    if request.target == "container" and not isinstance(payload.get("image"), str):
+        raise ValueError("'image' is missing or not a string")
+    items = payload.get("data") if request.target == "dedicated" else [{"b64_json": payload["image"]}]
+    if not isinstance(items, list):
+        raise ValueError("'data' is missing or not a list")
+    return [_image_from(item, f"data[{index}]", request) for index, item in enumerate(items)]
+
+
+def _image_from(item: Any, field: str, request: ImageGenerationRequest) -> GeneratedImage:
+    if not isinstance(item, dict):
+        raise ValueError(f"{field} is not an object")
+    for name, kind in (("seed", int), ("response_format", str), ("url", str), ("b64_json", str)):
+        if item.get(name) is not None and (not isinstance(item[name], kind) or isinstance(item[name], bool)):
+            raise ValueError(f"{field}.{name} is not a{'n integer' if kind is int else ' string'}")
+    if request.target == "container":  # the answer is the image alone
+        field, item = "image", {"seed": request.seed, "response_format": request.response_format or "jpeg", **item}
+    image = GeneratedImage(item.get("seed"), item.get("response_format") or request.response_format, item.get("url"),
+                           item.get("b64_json"))
+    image._field = field
+    return image
 
 
 # ===========================================================================
@@ -795,12 +647,9 @@ class ImageGenerationResult:
 
 @dataclasses.dataclass
 class BackoffStrategy:
-    """Exponential backoff, in milliseconds, as in the official SDK.
-
-    The n-th retry sleeps ``initial_interval * exponent**n`` plus a random jitter
-    (0-1000 ms unless ``jitter_ms`` says otherwise), capped at ``max_interval``.
-    ``max_elapsed_time`` bounds the whole call (it is the default ``total_timeout``).
-    """
+    """Exponential backoff in milliseconds, with the official SDK's field names: retry ``n`` (from 0)
+    sleeps ``initial_interval * exponent**n`` plus a jitter of up to ``jitter_ms`` (1000 when None), at
+    most ``max_interval``; ``max_elapsed_time`` bounds the whole call (the default ``total_timeout``)."""
 
     initial_interval: int
     max_interval: int
@@ -810,40 +659,40 @@ class BackoffStrategy:
 
     def __post_init__(self) -> None:
         for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time", "jitter_ms"):
-            value = getattr(self, name)
-            if value is None and name == "jitter_ms":
-                continue
-            _check_finite(value, f"BackoffStrategy.{name}")
-            if value < 0 or (name == "max_elapsed_time" and value == 0):
-                raise FriendliValidationError(f"BackoffStrategy.{name} must be positive, got {value!r}")
+            if getattr(self, name) is not None or name != "jitter_ms":
+                _check_number(getattr(self, name), f"BackoffStrategy.{name}", 0)
+        if self.max_elapsed_time <= 0:
+            raise FriendliValidationError(f"BackoffStrategy.max_elapsed_time must be positive, got {self.max_elapsed_time!r}")
 
     def delay(self, retry_index: int) -> float:
         """Seconds to sleep before retry number ``retry_index`` (0 for the first retry)."""
-        jitter = 1000.0 if self.jitter_ms is None else float(self.jitter_ms)
+        jitter = random.uniform(0, 1000.0 if self.jitter_ms is None else float(self.jitter_ms))
         try:
-            millis = self.initial_interval * float(self.exponent) ** retry_index
+            millis = float(self.initial_interval) * float(self.exponent) ** retry_index
         except OverflowError:  # thousands of retries in: the cap applies anyway
             millis = math.inf
-        return min(millis + random.uniform(0, jitter), self.max_interval) / 1000.0
+        return min(millis + jitter, float(self.max_interval)) / 1000.0
 
 
-_DEFAULT_BACKOFF = BackoffStrategy(500, 60000, 1.5, 3600000)
-_STATUS_PATTERN = re.compile(r"[1-5][0-9X]{2}$", re.IGNORECASE)
+_DEFAULT_BACKOFF = BackoffStrategy(500, 60000, 1.5, int(DEFAULT_TOTAL_TIMEOUT * 1000))
 
 
 @dataclasses.dataclass
 class RetryConfig:
-    """When to retry: ``strategy`` is ``"backoff"`` or ``"none"`` (the SDK's names and order).
+    """When to retry; ``strategy`` is ``"backoff"`` or ``"none"`` (the SDK's names and order).
 
-    ``status_codes_override`` replaces the retried statuses (ints, or patterns such
-    as ``"5XX"``); ``max_retries`` optionally caps the number of retries.
-    """
+    ``status_codes_override`` replaces the retried statuses (ints, or patterns like ``"5XX"``; never
+    407); ``max_retries`` caps the retries.  ``retry_connection_errors`` retries failures before the
+    whole request was sent (nothing was billed).  ``retry_read_errors`` also retries a call that failed
+    after it was sent and before a status arrived: off by default, as the server may already have
+    generated, and billed, the image."""
 
     strategy: str
     backoff: Optional[BackoffStrategy] = None
     retry_connection_errors: bool = True
     status_codes_override: Optional[Sequence[Union[int, str]]] = None
     max_retries: Optional[int] = None
+    retry_read_errors: bool = False
 
     def __post_init__(self) -> None:
         if self.strategy not in ("backoff", "none"):
@@ -852,63 +701,63 @@ class RetryConfig:
             self.backoff = _DEFAULT_BACKOFF
         if self.backoff is not None and not isinstance(self.backoff, BackoffStrategy):
             raise FriendliValidationError(f"RetryConfig.backoff must be a BackoffStrategy, got {_short(self.backoff)}")
-        if not isinstance(self.retry_connection_errors, bool):
-            raise FriendliValidationError(
-                f"RetryConfig.retry_connection_errors must be a bool, got {_short(self.retry_connection_errors)}"
-            )
+        for name in ("retry_connection_errors", "retry_read_errors"):
+            if not isinstance(getattr(self, name), bool):
+                raise FriendliValidationError(f"RetryConfig.{name} must be a bool, got {_short(getattr(self, name))}")
         codes = self.status_codes_override
-        if codes is not None:
-            if isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
-                (isinstance(c, int) and not isinstance(c, bool)) or (isinstance(c, str) and _STATUS_PATTERN.match(c))
-                for c in codes
-            ):
-                raise FriendliValidationError(
-                    f"RetryConfig.status_codes_override must be a list of statuses or patterns like '5XX', "
-                    f"got {_short(codes)}"
-                )
+        if codes is not None and (isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
+            not isinstance(c, bool) and re.fullmatch(r"[1-5][0-9X]{2}", str(c).upper()) for c in codes
+        )):
+            raise FriendliValidationError(
+                f"RetryConfig.status_codes_override must list statuses or patterns like '5XX', got {_short(codes)}"
+            )
         if self.max_retries is not None:
-            _check_int(self.max_retries, "RetryConfig.max_retries")
+            _check_number(self.max_retries, "RetryConfig.max_retries", 0, whole=True)
 
     def retries_status(self, status: int) -> bool:
         """Whether an answer with this status is retried."""
         codes = RETRYABLE_STATUS_CODES if self.status_codes_override is None else self.status_codes_override
-        text = str(status)
-        return any(
-            all(want in ("X", "x", got) for want, got in zip(str(code), text)) and len(str(code)) == len(text)
-            for code in codes
+        return status != 407 and any(
+            all(want in ("X", got) for want, got in zip(str(code).upper(), str(status))) for code in codes
         )
 
 
-DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF, True)
-"""The official SDK's policy: 500 ms x1.5 backoff with jitter, 60 s cap, 1 h budget."""
+DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF)
+"""Back off 0.5 s x1.5 (+ up to 1 s jitter, at most 60 s) on 429/5xx answers and unsent requests, for
+up to :data:`DEFAULT_TOTAL_TIMEOUT` in all: the SDK's policy, bounded instead of one hour."""
 
 _NO_RETRIES = RetryConfig("none")
 
 
-def _retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
-    """Seconds the server asked us to wait (``retry-after-ms``, then ``Retry-After``), or None."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            millis = float(value)
-        except ValueError:
-            millis = math.nan
-        if math.isfinite(millis) and millis > 0:
-            return millis / 1000.0
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+def _retry_after(headers: email.message.Message) -> Optional[float]:
+    """Seconds the server asked to wait (``retry-after-ms``, then ``Retry-After``); None when it did not
+    say, or said zero or less, or something unreadable."""
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
+        if headers.get("retry-after-ms") is not None:
+            seconds = float(headers["retry-after-ms"]) / 1000.0
+        elif re.fullmatch(r"\s*\d+(\.\d+)?\s*", headers.get("retry-after") or "x"):
+            seconds = float(headers["retry-after"])
+        else:
+            seconds = email.utils.parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
     return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _retry_delay(policy: RetryConfig, outcome: _Outcome, retry_index: int, idempotent: bool) -> Optional[float]:
+    """Seconds to wait before retrying ``outcome``, or None: only what cannot be served twice is retried (a
+    status the policy names, a failure before the request was sent; after it, a download or on request)."""
+    if policy.strategy != "backoff" or (policy.max_retries is not None and retry_index >= policy.max_retries):
+        return None
+    if outcome.error is None:  # an answer
+        if not policy.retries_status(outcome.status):
+            return None
+        asked = _retry_after(outcome.headers)
+        if asked is not None:
+            return asked if asked <= MAX_RETRY_AFTER else None
+    elif not outcome.retryable or not (policy.retry_read_errors or idempotent if outcome.sent else policy.retry_connection_errors):
+        return None
+    return (policy.backoff or _DEFAULT_BACKOFF).delay(retry_index)
 
 
 # ===========================================================================
@@ -916,235 +765,156 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
 # ===========================================================================
 
 
-_NO_TOKEN_MESSAGE = "no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable returning one)"
-
-
 class _Secret:
-    """Holds a token so that no repr, log or traceback local shows it."""
-
-    __slots__ = ("_value",)
+    """Holds a token (or a callable returning one) so that no repr, log or traceback local shows it."""
 
     def __init__(self, value: Union[str, Callable[[], str]]) -> None:
         self._value = value
+        if isinstance(value, str):
+            self.get()  # a bad string is refused when the client is made
 
     def get(self) -> str:
-        value = self._value
-        if callable(value):
-            try:
-                value = value()
-            except Exception as exc:
-                raise FriendliError(f"the token callable raised {type(exc).__name__}") from exc
+        """The token, checked; a callable is called (once per attempt, for rotating secrets)."""
+        value, failed = self._value, ""
+        try:
+            value = value() if callable(value) else value
+        except Exception as exc:  # its message may quote anything: only the type is kept
+            failed = type(exc).__name__
+        if failed:
+            raise FriendliError(f"the token callable raised {failed}")
         if not isinstance(value, str) or not value.strip():
-            raise FriendliValidationError(_NO_TOKEN_MESSAGE)
-        if _has_space_or_control(value) or not value.isascii() or not value.isprintable():
+            raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
+        if not (value.isascii() and value.isprintable()) or _SPACE_OR_CONTROL.search(value):
             raise FriendliValidationError("the API token must be printable ASCII without whitespace")
         return value
 
-    __call__ = get  # a _Secret is a token callable too (SyncFriendli hands its own to Client)
+    __call__ = get  # a _Secret is a token callable too (the SDK facade hands its own to Client)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a client holding an API token cannot be pickled or copied: make one where it is used")
 
     def __repr__(self) -> str:
         return "<token>"
 
 
-class _DeadlineSocket:
-    """A socket wrapper that bounds every read and write by one absolute deadline.
+@dataclasses.dataclass
+class _Outcome:
+    """What one attempt ended with: an answer (``status`` set) or a failure (``error`` set), in safe words."""
 
-    A socket timeout alone bounds each ``recv``; a server that trickles a byte a
-    second would then hold an attempt forever.  ``http.client`` only needs
-    ``makefile``, ``sendall`` and ``close`` from a socket; the rest is delegated.
-    """
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._io_refs = 0
-        self._closed = False
-        # When the socket's timeout was last made to end exactly at the deadline.
-        timeout = sock.gettimeout()
-        self._armed_at = deadline - timeout if timeout is not None else -math.inf
-
-    def _arm(self) -> None:
-        # settimeout() is a system call, so it is repeated only once the last one is
-        # _REARM_AFTER old: a read may then overrun the deadline by that much at most.
-        now = time.monotonic()
-        if now >= self._deadline:
-            raise socket.timeout("timed out")
-        if now - self._armed_at > _REARM_AFTER:
-            self._sock.settimeout(self._deadline - now)
-            self._armed_at = now
-
-    def recv_into(self, *args: Any) -> int:
-        self._arm()
-        return self._sock.recv_into(*args)
-
-    def sendall(self, *args: Any) -> None:
-        self._arm()
-        self._sock.sendall(*args)
-
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        if mode != "rb":
-            raise ValueError("only binary reading is supported")
-        self._io_refs += 1
-        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
-
-    def _decref_socketios(self) -> None:
-        self._io_refs -= 1
-        if self._closed and self._io_refs <= 0:
-            self._sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        if self._io_refs <= 0:
-            self._sock.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    url: str
+    status: int = 0
+    reason: str = ""
+    headers: email.message.Message = dataclasses.field(default_factory=email.message.Message)
+    body: Union[bytes, bytearray] = b""
+    error: Optional[Type[FriendliError]] = None
+    message: str = ""
+    sent: bool = False  # the whole request went out: the server may have acted on it
+    retryable: bool = True
 
 
-_REARM_AFTER = 0.01  # seconds
+class _Deadline:
+    """Ends one attempt at its deadline: a watchdog shuts the socket down, which wakes a blocked read at
+    once (a socket timeout bounds each read, but a peer trickling bytes in the TLS handshake, a CONNECT
+    answer, the headers or the body would hold the attempt for ever).  ``sent``: the request went out."""
+
+    def __init__(self, seconds: float) -> None:
+        self.sent = self.expired = self.done = False
+        self.lock = threading.Lock()
+        self.connection: Optional[http.client.HTTPConnection] = None
+        self.socket: Optional[socket.socket] = None  # urllib drops connection.sock once headers are in
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def expire(self) -> None:
+        with self.lock:
+            sock = self.socket if self.socket is not None else self.connection.sock if self.connection else None
+            sock = None if self.done else sock
+            self.expired = not self.done
+            if sock is not None:
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's method: also under TLS
+                except OSError:
+                    pass
+
+    def finish(self) -> bool:
+        """Stop the watchdog; True when the deadline had passed."""
+        with self.lock:
+            self.done = True
+            self.timer.cancel()
+            return self.expired
 
 
-def _time_left(sock: socket.socket, deadline: float) -> None:
-    """Give ``sock`` the time left until ``deadline`` as its timeout (socket.timeout if none is)."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise socket.timeout("timed out")
-    sock.settimeout(remaining)
-
-
-class _DeadlineHTTPConnection(http.client.HTTPConnection):
-    """An HTTP(S) connection whose every step shares the attempt's deadline.
-
-    Connecting, a proxy's answer to ``CONNECT`` (which a slow proxy could otherwise
-    trickle forever), the TLS handshake (which gets what is left, not a fresh
-    timeout) and every read and write of the exchange.
-    """
-
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline = deadline
-        self._create_connection = self._open_socket
-
-    def _open_socket(self, address: Tuple[str, int], timeout: float, *args: Any) -> socket.socket:
-        sock = socket.create_connection(address, timeout, *args)
-        if time.monotonic() + timeout - self._deadline > _REARM_AFTER:  # connecting took a while
-            _time_left(sock, self._deadline)
-        return sock
-
-    def _tunnel(self) -> None:
-        plain = self.sock
-        self.sock = _DeadlineSocket(plain, self._deadline)
-        try:
-            super()._tunnel()  # type: ignore[misc]
-        finally:
-            if self.sock is not None:  # None: the tunnel failed and closed the connection
-                self.sock = plain
-        _time_left(plain, self._deadline)
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock = _DeadlineSocket(self.sock, self._deadline)
-
-
-class _DeadlineHTTPSConnection(_DeadlineHTTPConnection, http.client.HTTPSConnection):
-    pass
-
-
-class _Request(urllib.request.Request):
-    deadline: float = math.inf
-
-
-class _DeadlineHandler(urllib.request.AbstractHTTPHandler):
-    """Opens http and https URLs with deadline-bound connections."""
-
-    def __init__(self, transport: "_Transport") -> None:
-        super().__init__()
-        self._transport = transport
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection_class: Any = _DeadlineHTTPConnection
-        return self.do_open(connection_class, req, deadline=getattr(req, "deadline", math.inf))
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection_class: Any = _DeadlineHTTPSConnection
-        return self.do_open(
-            connection_class,
-            req,
-            context=self._transport.ssl_context(),
-            deadline=getattr(req, "deadline", math.inf),
-        )
-
-    http_request = urllib.request.AbstractHTTPHandler.do_request_
-    https_request = urllib.request.AbstractHTTPHandler.do_request_
-
-
-class _RawResponse:
-    """One HTTP answer as read off the wire (a plain class: made on every call)."""
-
-    __slots__ = ("status", "reason", "headers", "body", "url", "credential")
+class _Connection(http.client.HTTPConnection):
+    """A connection watched by its attempt's deadline; with ``tls`` it does the TLS handshake itself,
+    on a socket the watchdog already sees (``HTTPSConnection`` would hide it until done)."""
 
     def __init__(
-        self, status: int, reason: str, headers: Mapping[str, str], body: Union[bytes, bytearray], url: str
+        self, host: str, *, deadline: _Deadline, tls: Optional[ssl.SSLContext] = None, tls_host: str = "", **kwargs: Any
     ) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self.url = url
-        self.credential = ""  # what the request's Authorization carried: never quoted back
+        self.default_port = 443 if tls else 80  # read by HTTPConnection.__init__ and by a proxy tunnel
+        super().__init__(host, **kwargs)
+        self.deadline, self.tls, self.tls_host = deadline, tls, tls_host  # tls_host: the URL's, also via a proxy
 
-    @property
-    def request_id(self) -> Optional[str]:
-        return self.headers.get("x-request-id")
+    def connect(self) -> None:
+        self.deadline.connection = self
+        super().connect()  # TCP, and a proxy's CONNECT when tunnelling
+        if self.tls is not None:
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host, do_handshake_on_connect=False)
+            self.sock.do_handshake()
+        self.deadline.socket = self.sock
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        self.deadline.sent = True  # called once the whole request was written
+        return super().getresponse()
 
 
-if TYPE_CHECKING:
-    T = TypeVar("T")
+class _Handler(urllib.request.AbstractHTTPHandler):
+    """Opens http and https URLs with connections watched by the attempt's deadline."""
+
+    def __init__(self, deadline: _Deadline, tls: Callable[[], ssl.SSLContext]) -> None:
+        super().__init__()
+        self.deadline, self.tls = deadline, tls
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_Connection, req, deadline=self.deadline)  # type: ignore[arg-type]
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        host = urllib.parse.urlsplit(req.full_url).hostname or ""
+        return self.do_open(_Connection, req, deadline=self.deadline, tls=self.tls(), tls_host=host)  # type: ignore[arg-type]
+
+    http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
+
+
+_T = TypeVar("_T")
 
 
 class _Transport:
-    """Sends one logical request with retries, deadlines, a size cap and error mapping.
-
-    Every operation (generate, edit, image download) goes through :meth:`request`.
-    """
+    """Sends every request (generate, edit, image download) through :meth:`request`: retries, deadlines,
+    a size cap and error mapping."""
 
     def __init__(
-        self,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: Optional[RetryConfig] = None,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        user_agent: Optional[str] = None,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        sleep: Optional[Callable[[float], Any]] = None,
+        self, *, timeout: float = DEFAULT_TIMEOUT, retries: Optional[RetryConfig] = None,
+        ssl_context: Optional[ssl.SSLContext] = None, user_agent: Optional[str] = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, sleep: Optional[Callable[[float], Any]] = None,
         clock: Optional[Callable[[], float]] = None,
     ) -> None:
-        if ssl_context is not None:
-            if not isinstance(ssl_context, ssl.SSLContext):
-                raise FriendliValidationError(f"ssl_context must be an ssl.SSLContext, got {_short(ssl_context)}")
-            if ssl_context.verify_mode != ssl.CERT_REQUIRED or not ssl_context.check_hostname:
-                raise FriendliValidationError(
-                    "ssl_context must verify certificates and host names (CERT_REQUIRED, check_hostname=True); "
-                    "to trust a private CA use ssl.create_default_context(cafile=...)"
-                )
+        if ssl_context is not None and not (
+            isinstance(ssl_context, ssl.SSLContext) and ssl_context.verify_mode == ssl.CERT_REQUIRED
+            and ssl_context.check_hostname
+        ):
+            raise FriendliValidationError(
+                "ssl_context must verify certificates and host names (CERT_REQUIRED, check_hostname); "
+                "to trust a private CA use ssl.create_default_context(cafile=...)"
+            )
         self.timeout = _check_timeout(timeout, "timeout")
-        self.retries = retries if retries is not None else DEFAULT_RETRY_CONFIG
-        _check_int(max_response_bytes, "max_response_bytes")
-        if max_response_bytes <= 0:
-            raise FriendliValidationError(f"max_response_bytes must be positive, got {max_response_bytes!r}")
+        self.retries = _check_retries(retries) or DEFAULT_RETRY_CONFIG
+        _check_number(max_response_bytes, "max_response_bytes", 1, whole=True)
         self.max_response_bytes = max_response_bytes
-        self.user_agent = _check_header_value(
-            user_agent or f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}",
-            "user_agent",
-        )
-        self.sleep = sleep if sleep is not None else time.sleep
-        self.clock = clock if clock is not None else time.monotonic
+        agent = f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
+        self.user_agent = _check_header_value(user_agent or agent, "user_agent")
+        self.sleep, self.clock = sleep, clock or time.monotonic
         self._ssl_context = ssl_context
-        # ProxyHandler reads HTTPS_PROXY/HTTP_PROXY/NO_PROXY now, as urllib does.  No
-        # redirect or error handler: every status comes back to request() as is.
-        self._opener = urllib.request.OpenerDirector()
-        for handler in (urllib.request.ProxyHandler(), _DeadlineHandler(self), urllib.request.UnknownHandler()):
-            self._opener.add_handler(handler)
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context for https (made on first use: loading CA certificates costs)."""
@@ -1152,254 +922,166 @@ class _Transport:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
 
-    # -- one attempt --------------------------------------------------------
-
-    def _exchange(
-        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], timeout: float
-    ) -> _RawResponse:
-        """One HTTP exchange, bounded by ``timeout`` seconds from start to last byte."""
-        request = _Request(url, data=body, headers=headers, method=method)
-        request.deadline = time.monotonic() + timeout
-        try:
-            response = self._opener.open(request, timeout=timeout)
-            with response:
-                status = response.status
-                limit = self.max_response_bytes if 200 <= status < 300 else _ERROR_BODY_LIMIT
-                data = _read_body(response, limit, truncate=not 200 <= status < 300)
-                return _RawResponse(status, response.reason or "", response.headers, data, url)
-        except FriendliError:
-            raise
-        except (OSError, http.client.HTTPException, ValueError) as exc:  # urllib, http.client, socket, ssl
-            raise _connection_error(exc, url, _credential(headers)) from exc
-
-    # -- the retry loop -----------------------------------------------------
-
     def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Callable[[], Dict[str, str]],
-        parse: Callable[[_RawResponse], T],
-        body: Optional[bytes] = None,
-        retries: Optional[RetryConfig] = None,
-        timeout: Optional[float] = None,
-        total_timeout: Optional[float] = None,
-        follow_redirects: bool = False,
+        self, method: str, url: str, parse: Callable[[_Outcome, int], _T], *, body: Optional[bytes] = None,
+        headers: Optional[Dict[str, str]] = None, token: Optional[_Secret] = None,
+        retries: Optional[RetryConfig] = None, timeout: Optional[float] = None, total_timeout: Optional[float] = None,
         cancel: Optional[threading.Event] = None,
-    ) -> T:
-        """Send until success, a final error, or the end of the time budget.
-
-        ``headers`` is called once per attempt (so a token callable is too).
-        """
-        policy = retries if retries is not None else self.retries
+    ) -> _T:
+        """Send until a 2xx (handed to ``parse`` with the attempt count), a final error, or the end of the
+        budget: ``total_timeout``, else the policy's ``max_elapsed_time``, else one attempt."""
+        policy = _check_retries(retries) or self.retries
         per_attempt = self.timeout if timeout is None else _check_timeout(timeout, "timeout")
-        if total_timeout is None and policy.strategy == "backoff" and policy.backoff is not None:
-            total_timeout = policy.backoff.max_elapsed_time / 1000.0
-        deadline = None if total_timeout is None else self.clock() + _check_timeout(total_timeout, "total_timeout")
-        last_answer: Optional[APIStatusError] = None
-        attempt = 0
+        if total_timeout is not None:
+            budget = _check_timeout(total_timeout, "total_timeout")
+        else:
+            budget = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time / 1000 if policy.strategy == "backoff" else per_attempt
+        deadline, last_answer, attempt = self.clock() + budget, None, 0
         while True:
             attempt += 1
-            started = self.clock()
-            attempt_timeout = per_attempt if deadline is None else min(per_attempt, deadline - started)
-            try:
-                if attempt_timeout <= 0:
-                    raise APITimeoutError("the call's total_timeout ran out before the request was sent")
-                sent_headers = headers()
-                raw = self._follow(method, url, body, sent_headers, attempt_timeout, follow_redirects)
-                raw.credential = _credential(sent_headers)
-                if not 200 <= raw.status < 300:
-                    raise _status_error(raw)
-                log = _logger(10)  # DEBUG
-                if log is not None:
-                    log.debug("%s %s -> %d in %.3f s", method, _loggable(url), raw.status, self.clock() - started)
-                return parse(raw)
-            except FriendliError as err:
-                elapsed = self.clock() - started
-                if isinstance(err, APIStatusError):
-                    last_answer = err
-                delay = self._retry_delay(err, policy, attempt, deadline, elapsed)
-                if delay is None:
-                    final: FriendliError = err
-                    if isinstance(err, APITimeoutError) and attempt_timeout < per_attempt and last_answer is not None:
-                        final = last_answer  # the budget, not the server, ended this attempt
-                    final.attempts = attempt
-                    if final is err:
-                        raise
-                    raise final from err
-                log = _logger(20)  # INFO
-                if log is not None:
-                    log.info(
-                        "retrying in %.1f s after %s (attempt %d/%s)",
-                        delay,
-                        _describe_failure(err),
-                        attempt + 1,
-                        policy.max_retries + 1 if policy.max_retries is not None else "\u2026",
-                    )
-            if cancel is not None and self.sleep is time.sleep:
-                cancel.wait(delay)  # wakes at once when the caller gives up (asyncio cancellation, Ctrl-C)
+            seconds = min(per_attempt, deadline - self.clock())
+            outcome = self._attempt(method, url, body, headers or {}, token, seconds)
+            logger.debug("%s %s: %s", method, _redact_url(url), _describe(outcome))
+            if outcome.error is None and 200 <= outcome.status < 300:
+                return parse(outcome, attempt)
+            last_answer = outcome if outcome.error is None else last_answer
+            delay = _retry_delay(policy, outcome, attempt - 1, idempotent=method == "GET")
+            if delay is None or delay >= deadline - self.clock() or (cancel is not None and cancel.is_set()):
+                if outcome.error is APITimeoutError and last_answer and seconds < per_attempt:
+                    outcome = last_answer  # the budget, not the server, cut this attempt short: say why
+                raise _error(outcome, attempt)
+            limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
+            logger.info("retrying in %.1f s after %s (attempt %d%s)", delay, _describe(outcome), attempt + 1, limit)
+            if self.sleep is None and cancel is not None:
+                cancel.wait(delay)  # wakes at once when the caller gives up
             else:
-                self.sleep(delay)
+                (self.sleep or time.sleep)(delay)
             if cancel is not None and cancel.is_set():
-                raise FriendliError("the call was cancelled", attempts=attempt)
+                raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
-    def _retry_delay(
-        self, err: FriendliError, policy: RetryConfig, attempt: int, deadline: Optional[float], elapsed: float
-    ) -> Optional[float]:
-        """Seconds to wait before the next attempt, or None to give up now."""
-        if policy.strategy != "backoff" or policy.backoff is None:
-            return None
-        if policy.max_retries is not None and attempt > policy.max_retries:
-            return None
-        delay: Optional[float] = None
-        if isinstance(err, APIStatusError):
-            if not policy.retries_status(err.status_code):
-                return None
-            delay = _retry_after_seconds(err.headers)
-        elif isinstance(err, APIConnectionError):
-            if not (policy.retry_connection_errors and err.retryable):
-                return None
-        else:
-            return None
-        if delay is None:
-            delay = policy.backoff.delay(attempt - 1)
-        if deadline is not None:
-            remaining = deadline - self.clock()
-            # Never sleep past the budget, and don't start an attempt that has less
-            # time than the last one took.
-            if delay >= remaining or remaining - delay < elapsed:
-                return None
-        return delay
+    def _attempt(
+        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], token: Optional[_Secret],
+        seconds: float,
+    ) -> _Outcome:
+        """One exchange within ``seconds`` (redirects followed for GET).  The token is read here and gone when
+        this returns; failures are described, not raised, so no traceback keeps the frames that held it."""
+        if seconds <= 0:
+            return _Outcome(url, error=APITimeoutError, message="total_timeout ran out")
+        secret = token.get() if token is not None else ""
+        deadline, interrupted = _Deadline(seconds), False
+        try:
+            for _hop in range(_MAX_REDIRECTS + 1):
+                request = urllib.request.Request(url, data=body, headers=headers, method=method)
+                if secret:
+                    request.add_unredirected_header("Authorization", "Bearer " + secret)
+                # A request carrying credentials over plain http is sent directly, never through a proxy.
+                credentials = secret or any(name.lower() == "authorization" for name in headers)
+                direct = credentials and urllib.parse.urlsplit(url).scheme == "http"
+                opener = urllib.request.OpenerDirector()  # no redirect or error handler: every status comes back
+                for handler in (urllib.request.ProxyHandler({} if direct else None), _Handler(deadline, self.ssl_context)):
+                    opener.add_handler(handler)
+                response = opener.open(request, timeout=seconds)
+                while 100 <= response.status < 200 and response.status != 101:  # 102, 103: an interim answer
+                    stream, response.fp = response.fp, None  # the next answer reads on; this one must not close it
+                    response = http.client.HTTPResponse(SimpleNamespace(makefile=lambda mode: stream), method=method)  # type: ignore[arg-type]
+                    response.begin()
+                outcome = self._read(response, url, secret)
+                location = outcome.headers.get("location")
+                if method != "GET" or outcome.status not in (301, 302, 303, 307, 308) or not location:
+                    break
+                url = urllib.parse.urljoin(url, location)
+                if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                    outcome = _Outcome(url, error=APIConnectionError, message="redirect to a URL that is not http(s)",
+                                       sent=True, retryable=False)
+                    break
+            else:
+                outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects",
+                                   sent=True, retryable=False)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
+            outcome = _describe_exception(exc, url, secret, deadline.sent)
+        if deadline.finish():
+            outcome = _Outcome(url, error=APITimeoutError, message=f"timed out after {seconds:.3g} s", sent=deadline.sent)
+        secret, request = "", None  # type: ignore[assignment]  # nothing of the token in this frame from here on
+        if interrupted:
+            raise KeyboardInterrupt  # a new one: the original's traceback holds urllib's frames
+        return outcome
 
-    def _follow(
-        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], timeout: float, follow: bool
-    ) -> _RawResponse:
-        """One attempt; when ``follow``, redirects are followed (GET only, no credentials across hosts)."""
-        deadline = time.monotonic() + timeout
-        raw = self._exchange(method, url, body, headers, timeout)
-        hops = 0
-        while follow and raw.status in _REDIRECT_STATUSES and raw.headers.get("location"):
-            hops += 1
-            if hops > _MAX_REDIRECTS:
-                raise APIConnectionError(f"more than {_MAX_REDIRECTS} redirects from {_loggable(url)}", retryable=False)
-            target = urllib.parse.urljoin(raw.url, raw.headers["location"])
-            parts = urllib.parse.urlsplit(target)
-            if parts.scheme not in ("http", "https"):
-                raise APIConnectionError(f"redirect to an unsupported URL: {_loggable(target)}", retryable=False)
-            if parts.netloc != urllib.parse.urlsplit(raw.url).netloc:
-                headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise APITimeoutError(f"timed out following redirects from {_loggable(url)}")
-            raw = self._exchange("GET", target, None, headers, remaining)
-        return raw
+    def _read(self, response: http.client.HTTPResponse, url: str, secret: str) -> _Outcome:
+        """Read an answer within the size cap, decode an unasked-for gzip/deflate 2xx body, redact the token."""
+        status, headers = response.status, response.headers  # type: int, email.message.Message
+        ok = 200 <= status < 300
+        limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
+        invalid = functools.partial(_Outcome, url, status, error=InvalidResponseError, sent=True, retryable=False)
+        too_large = f"response body is over the limit of {limit} bytes (max_response_bytes)"
+        with response:
+            length = response.length
+            if ok and length is not None and length > limit:
+                return invalid(message=too_large, headers=headers)
+            body: Union[bytes, bytearray] = bytearray()  # grows as bytes arrive: a Content-Length is a promise, not a size to allocate
+            while len(body) <= limit:
+                want = min(1 << 20, limit + 1 - len(body), length - len(body) if length is not None else 1 << 20)
+                chunk = response.read(want) if want > 0 else b""
+                if not chunk:
+                    break
+                body += chunk
+            if length is not None and len(body) < min(length, limit + 1):
+                raise http.client.IncompleteRead(b"", length - len(body))
+        if len(body) > limit:
+            if ok:
+                return invalid(message=too_large, headers=headers)
+            body = body[:limit]  # an error body is cut, not refused
+        encoding = (headers.get("content-encoding") or "identity").strip().lower()
+        if ok and encoding != "identity":  # never asked for (no Accept-Encoding is sent): decode or refuse
+            decoder = zlib.decompressobj(47)  # gzip or zlib-wrapped deflate, told apart by their header
+            try:
+                body = bytearray(decoder.decompress(body, limit + 1)) if encoding in ("gzip", "x-gzip", "deflate") else b""
+            except zlib.error:
+                body = b""
+            if len(body) > limit:
+                return invalid(message=too_large, headers=headers)
+            if not decoder.eof:
+                return invalid(message=f"response body with Content-Encoding {encoding!r} cannot be decoded", headers=headers)
+        if secret and any(secret in str(value) for value in headers.values()):
+            headers = email.message.Message()
+            for name, value in response.headers.items():
+                headers[name] = _redact(str(value), secret)
+        if not ok and secret:
+            body = _redact(body.decode("utf-8", "replace"), secret).encode("utf-8")
+        return _Outcome(url, status, _redact(response.reason or "", secret), headers, body, sent=True)
 
     def download(self, url: str) -> bytes:
-        """GET an image URL: no credentials, redirects followed, the client's timeout, retries and size cap."""
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise FriendliValidationError(f"image url must be http(s), got {_short(url)}")
-        return self.request(
-            "GET",
-            url,
-            headers=lambda: {"User-Agent": self.user_agent, "Accept": "*/*"},
-            parse=lambda raw: bytes(raw.body),
-            follow_redirects=True,
-        )
+        """GET an image URL: no token, redirects followed, the client's timeout, retries and size cap."""
+        return self.request("GET", url, lambda answer, attempts: bytes(answer.body), headers=_headers(self.user_agent, "*/*"))
 
 
 def _check_timeout(value: Any, param: str) -> float:
-    _check_finite(value, param)
-    if value <= 0:
+    if _check_number(value, param, 0) == 0:
         raise FriendliValidationError(f"{param} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
-def _loggable(url: str) -> str:
-    """A URL without its query string (pre-signed image URLs carry credentials there)."""
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+def _check_retries(retries: Any) -> Optional[RetryConfig]:
+    if retries is not None and not isinstance(retries, RetryConfig):
+        raise FriendliValidationError(f"retries must be a RetryConfig (or None), got {_short(retries)}")
+    return retries
 
 
-def _describe_failure(err: FriendliError) -> str:
-    if isinstance(err, APIStatusError):
-        return str(err.status_code)
-    if isinstance(err, APITimeoutError):
-        return "a timeout"
-    return "a connection error"
-
-
-def _read_body(response: http.client.HTTPResponse, limit: int, *, truncate: bool) -> Union[bytes, bytearray]:
-    """Read the whole body, refusing (or, when ``truncate``, cutting) more than ``limit`` bytes.
-
-    The buffer grows as bytes arrive: a ``Content-Length`` is the server's promise,
-    not a reason to allocate (a lying one would otherwise cost up to ``limit`` bytes
-    of memory at once).  A body that ends short of its ``Content-Length`` raises
-    ``IncompleteRead``.
-    """
-    length = response.length
-    if length is not None and length > limit:
-        if truncate:
-            return response.read(limit)
-        raise InvalidResponseError(
-            f"response body is {length} bytes, over the limit of {limit} bytes (max_response_bytes)",
-            status_code=response.status,
-        )
-    buf = bytearray()
-    while len(buf) <= limit:
-        # Ask for no more than is due: some Pythons allocate the whole request size per read.
-        want = 1024 * 1024 if length is None else min(1024 * 1024, length - len(buf))
-        chunk = response.read(want) if want > 0 else b""
-        if not chunk:
-            break
-        buf += chunk
-    if length is not None and len(buf) < length:
-        raise http.client.IncompleteRead(bytes(buf), length - len(buf))
-    if len(buf) > limit:
-        if not truncate:
-            raise InvalidResponseError(
-                f"response body is over the limit of {limit} bytes (max_response_bytes)", status_code=response.status
-            )
-        del buf[limit:]
-    return buf
-
-
-def _connection_error(exc: BaseException, url: str, secret: str) -> APIConnectionError:
-    """Dress a urllib/http.client/socket/ssl exception as an APIConnectionError (``secret`` redacted)."""
-    reason: BaseException = exc
-    while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
-        reason = reason.reason
-    where = _loggable(url)
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return APITimeoutError(f"timed out talking to {where}")
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return APIConnectionError(
-            f"TLS certificate of {where} could not be verified ({reason.verify_message}); "
-            "to trust a private CA pass ssl_context=ssl.create_default_context(cafile=...)",
-            retryable=False,
-        )
-    if isinstance(reason, http.client.IncompleteRead):
-        return APIConnectionError(
-            f"connection to {where} closed with the response body incomplete "
-            f"({len(reason.partial)} bytes read, {reason.expected} more expected)"
-        )
-    if isinstance(reason, http.client.RemoteDisconnected):
-        return APIConnectionError(f"{where} closed the connection without answering")
-    if isinstance(reason, urllib.error.URLError):
-        return APIConnectionError(_redact(f"cannot reach {where}: {reason.reason}", secret))
-    detail = _redact(str(reason) or type(reason).__name__, secret)
-    # A ValueError or InvalidURL comes from building the request (the response side raises
-    # HTTPException or OSError): a retry would only repeat it.
-    retryable = not isinstance(reason, (ValueError, http.client.InvalidURL))
-    return APIConnectionError(f"connection to {where} failed: {type(reason).__name__}: {detail}", retryable=retryable)
-
-
-def _credential(headers: Mapping[str, str]) -> str:
-    """The secret part of a request's ``Authorization`` header ("" when there is none)."""
-    for name, value in headers.items():
-        if name.lower() == "authorization":
-            return value.partition(" ")[2] or value
-    return ""
+def _headers(
+    user_agent: str, accept: str, team: Optional[str] = None, extra: Optional[Mapping[str, str]] = None
+) -> Dict[str, str]:
+    """The one place request headers are built (the token is added only as the request is sent)."""
+    headers = {"User-Agent": user_agent, "Accept": accept}
+    if accept == "application/json":
+        headers["Content-Type"] = "application/json"
+    if team is not None:
+        headers["X-Friendli-Team"] = _check_header_value(_check_text(team, "x_friendli_team", identifier=True), "team")
+    for name, value in (extra or {}).items():
+        if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
+        headers[name] = _check_header_value(value, f"http_headers: the value of {name!r}")
+    return headers
 
 
 def _redact(text: str, secret: str) -> str:
@@ -1407,74 +1089,73 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "[REDACTED]") if secret else text
 
 
-def _status_error(raw: _RawResponse) -> APIStatusError:
-    """Build the error for a non-2xx answer (the class comes from :func:`_status_error_class`).
+def _redact_url(url: str) -> str:
+    """A URL without user info, query or fragment (pre-signed image URLs carry credentials there)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. "http://[::1" from a server
+        return "<a URL that cannot be parsed>"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
-    Nothing the error carries (message, body, reason, headers) quotes the request's credential.
-    """
-    secret = raw.credential
-    text = _redact(bytes(raw.body).decode("utf-8", "replace"), secret)
-    reason = _redact(raw.reason, secret)
-    headers = raw.headers
-    if secret and any(secret in str(field) for field in headers.values()):
-        redacted: Any = http.client.HTTPMessage()  # still case-insensitive, like the original
-        for name, field in raw.headers.items():
-            redacted[name] = _redact(str(field), secret)
-        headers = redacted
-    request_id = headers.get("x-request-id")
-    server_message: Optional[str] = None
+
+def _describe(outcome: _Outcome) -> str:
+    """What an attempt ended with, in a few safe words (for logs and messages)."""
+    if outcome.error is None:
+        return f"{outcome.status} {outcome.reason} from {_redact_url(outcome.url)}".replace("  ", " ")
+    return f"{outcome.message} ({_redact_url(outcome.url)})"
+
+
+def _describe_exception(exc: Exception, url: str, secret: str, sent: bool) -> _Outcome:
+    """A urllib/http.client/socket/ssl exception as a failure, in safe words (token and query removed)."""
+    reason: BaseException = exc
+    while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
+        reason = reason.reason
+    failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=sent)
+    detail = f"{type(reason).__name__}: {_redact(str(reason), secret)}"
+    tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return failure(error=APITimeoutError, message="timed out")
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return failure(retryable=False, message=f"TLS certificate not verified ({reason.verify_message}); to trust a "
+                       "private CA pass ssl_context=ssl.create_default_context(cafile=...)")
+    if isinstance(reason, (http.client.IncompleteRead, http.client.RemoteDisconnected)):
+        return failure(message="the connection closed with the answer incomplete")
+    if tunnel:  # the proxy refused the tunnel; a 4xx (407: proxy credentials missing) never fixes itself
+        return failure(retryable=tunnel.group(1)[0] != "4", message=f"the proxy refused the tunnel: {detail}")
+    if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
+        gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
+        return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
+    if isinstance(reason, (ValueError, http.client.InvalidURL)):  # its message may quote the URL, query and all
+        return failure(retryable=False, message=f"the URL cannot be sent ({type(reason).__name__})")
+    return failure(retryable=isinstance(reason, (OSError, http.client.HTTPException)), message=f"connection failed: {detail}")
+
+
+def _error(outcome: _Outcome, attempts: int) -> FriendliError:
+    """The error an outcome ends a call with, built once and complete (a status's class from the one map)."""
+    if outcome.error is not None and issubclass(outcome.error, APIConnectionError):
+        return outcome.error(_describe(outcome), sent=outcome.sent, attempts=attempts)
+    request_id = outcome.headers.get("x-request-id")
+    if outcome.error is not None:
+        return InvalidResponseError(outcome.message, status_code=outcome.status, attempts=attempts, request_id=request_id)
+    text = outcome.body.decode("utf-8", "replace")
+    server_message = ""
     try:
         payload = json.loads(text)
     except (ValueError, RecursionError):
         payload = None
-    if isinstance(payload, dict):
-        for key in ("detail", "message", "error"):
-            value = payload.get(key)
-            if isinstance(value, dict):
-                value = value.get("message", value)
-            if value:
-                server_message = _redact(value if isinstance(value, str) else json.dumps(value), secret)
-                break
-    summary = server_message or text.strip()[:200] or reason
-    message = f"{raw.status} {reason}: {summary}".rstrip(": ")
-    if raw.status in _REDIRECT_STATUSES:
-        message = (
-            f"{raw.status} {reason}: the API answered with a redirect to {headers.get('location')!r}, "
-            "which is not followed (the token is never sent elsewhere); check base_url"
-        )
-    if request_id:
-        message += f" [request id {request_id}]"
-    cls = _status_error_class(raw.status)
-    return cls(  # type: ignore[no-any-return]
-        message,
-        status_code=raw.status,
-        body=text,
-        headers=headers,
-        request_id=request_id,
-        server_message=server_message or reason,
+    for key in ("detail", "message", "error") if isinstance(payload, dict) else ():
+        value = payload[key].get("message", payload[key]) if isinstance(payload.get(key), dict) else payload.get(key)
+        if value:
+            server_message = value if isinstance(value, str) else json.dumps(value)
+            break
+    message = f"{_describe(outcome)}: {server_message or text.strip()[:200] or outcome.reason}"
+    if outcome.status in (301, 302, 303, 307, 308):
+        message += " (API calls follow no redirect, so the token never goes elsewhere: check base_url)"
+    message += f" [request id {request_id}]" if request_id else ""
+    return _status_error_class(outcome.status)(
+        message, status_code=outcome.status, body=text, headers=outcome.headers, server_message=server_message or
+        outcome.reason, retry_after=_retry_after(outcome.headers), attempts=attempts, request_id=request_id,
     )
-
-
-def _load_json(raw: _RawResponse) -> Any:
-    """Parse a 2xx JSON body, releasing the raw bytes before parsing (keeps peak memory low)."""
-    try:
-        text = raw.body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidResponseError(
-            f"response is not UTF-8 JSON (Content-Type {raw.headers.get('content-type')!r})",
-            status_code=raw.status,
-            request_id=raw.request_id,
-        ) from exc
-    raw.body = b""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-        head = _redact(text[: 80 + len(raw.credential)], raw.credential)[:80]
-        raise InvalidResponseError(
-            f"response is not JSON (Content-Type {raw.headers.get('content-type')!r}): {_short(head)}",
-            status_code=raw.status,
-            request_id=raw.request_id,
-        ) from exc
 
 
 # ===========================================================================
@@ -1483,297 +1164,163 @@ def _load_json(raw: _RawResponse) -> Any:
 
 
 def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
-    if not isinstance(value, str) or not value:
-        raise FriendliValidationError(f"base_url must be a URL string, got {_short(value)}")
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FriendliValidationError(f"base_url must look like https://host[:port][/path], got {_short(value)}")
-    if parts.query or parts.fragment:
-        raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(value)}")
-    if _has_space_or_control(value) or not value.isascii():
-        raise FriendliValidationError(
-            f"base_url must be ASCII without spaces (percent-encode the path, punycode the host), got {_short(value)}"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        if target == "dedicated":  # a bearer token must never travel in clear text
-            raise FriendliValidationError(
-                f"refusing plain http:// to {parts.hostname!r}: use https:// (plain http is allowed only "
-                "for loopback hosts, or for a Friendli Container with allow_insecure_http=True)"
-            )
-        if not allow_insecure_http:
-            raise FriendliValidationError(
-                f"refusing plain http:// to {parts.hostname!r}: use https://, or, if this Friendli Container "
-                "is on a private network you trust, pass allow_insecure_http=True"
-            )
-    return value.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    import ipaddress  # only needed for plain-http base URLs
-
+    """A base URL the token may go to: http(s), no user info, a port in 1-65535, no clear text off this host."""
+    if isinstance(value, str) and "@" in value:  # refused before any message could quote a password
+        raise FriendliValidationError("base_url must not contain user info (user:password@); pass token= instead")
+    url = _check_text(value, "base_url", identifier=True)
     try:
-        return ipaddress.ip_address(host).is_loopback
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port != 0  # .port raises ValueError when out of range or not a number
     except ValueError:
-        return False
-
-
-def _check_headers(headers: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    out: Dict[str, str] = {}
-    for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not name or _has_space_or_control(name) or ":" in name or not name.isascii():
-            raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
-        out[name] = _check_header_value(value, f"http_headers: the value of {name!r}")
-    return out
-
-
-def _check_retries(retries: Any) -> None:
-    if retries is not None and not isinstance(retries, RetryConfig):
-        raise FriendliValidationError(f"retries must be a RetryConfig (or None), got {_short(retries)}")
-
-
-_CALL_OPTIONS = ("x_friendli_team", "retries", "timeout", "total_timeout", "http_headers")
-
-
-class Client:
-    """A thread-safe client for Friendli image APIs.
-
-    ``token`` is a string or a zero-argument callable returning one (called once
-    per attempt, for rotating secrets); it defaults to ``FRIENDLI_TOKEN``.  ``team``
-    defaults to ``FRIENDLI_TEAM`` and ``base_url`` to ``FRIENDLI_BASE_URL`` or
-    ``https://api.friendli.ai``.  ``timeout`` bounds each attempt; ``retries`` is
-    the default :class:`RetryConfig`.
-
-    ``target="container"`` talks to a Friendli Container instead (default
-    ``http://localhost:8000``; no token unless one is passed; no environment reads).
-    Plain ``http://`` is refused unless the host is loopback or
-    ``allow_insecure_http=True``.  ``sleep`` and ``clock`` may be replaced (tests).
-    """
-
-    def __init__(
-        self,
-        token: Optional[Union[str, Callable[[], str]]] = None,
-        *,
-        base_url: Optional[str] = None,
-        team: Optional[str] = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: Optional[RetryConfig] = None,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        user_agent: Optional[str] = None,
-        target: str = "dedicated",
-        allow_insecure_http: bool = False,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        sleep: Optional[Callable[[float], Any]] = None,
-        clock: Optional[Callable[[], float]] = None,
-    ) -> None:
-        if target not in TARGETS:
-            raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(target)}")
-        _check_retries(retries)
-        self.target = target
-        if target == "dedicated":
-            token = token if token is not None else os.environ.get("FRIENDLI_TOKEN")
-            team = team if team is not None else (os.environ.get("FRIENDLI_TEAM") or None)
-            base_url = base_url or os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
-        else:
-            base_url = base_url or DEFAULT_CONTAINER_BASE_URL
-        self.base_url = _check_base_url(base_url, target, allow_insecure_http)
-        self.team = None if team is None else _check_header_value(_check_identifier(team, "team"), "team")
-        self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
-        self._transport = _Transport(
-            timeout=timeout,
-            retries=retries,
-            ssl_context=ssl_context,
-            user_agent=user_agent,
-            max_response_bytes=max_response_bytes,
-            sleep=sleep,
-            clock=clock,
+        parts, port_ok = urllib.parse.urlsplit(""), False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not url.isascii() or not port_ok:
+        raise FriendliValidationError(f"base_url must look like https://host[:port][/path] (ASCII, port 1-65535), got {_short(url)}")
+    if parts.query or parts.fragment:
+        raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(url)}")
+    host = parts.hostname
+    loopback = host == "localhost" or host.endswith(".localhost")
+    try:
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if parts.scheme == "http" and not loopback and (target == "dedicated" or not allow_insecure_http):
+        raise FriendliValidationError(
+            f"refusing plain http:// to {host!r}: use https:// (plain http is allowed only for loopback hosts, "
+            "or for a Friendli Container with allow_insecure_http=True)"
         )
+    return url.rstrip("/")
 
-    def __repr__(self) -> str:
-        return (
-            f"Client(base_url={self.base_url!r}, target={self.target!r}, team={self.team!r}, "
-            f"token={'<set>' if self._token else None})"
-        )
 
-    def __enter__(self) -> "Client":
+_C = TypeVar("_C", bound="_Closable")
+
+
+class _Closable:
+    """``with``/``async with`` support: nothing to release, as no connection is kept open."""
+
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    async def __aenter__(self: _C) -> _C:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Nothing to release (no connection is kept open); present for symmetry."""
+        """Nothing to release (no connection is kept open); present for ``with``."""
 
-    def generate(
-        self,
-        *,
-        model: Optional[Union[str, ModelRef]] = None,
-        prompt: str,
-        num_inference_steps: int = 20,
-        guidance_scale: Optional[float] = None,
-        seed: Optional[int] = None,
-        response_format: Optional[str] = None,
-        control_images: Optional[Sequence[ImageInput]] = None,
-        controlnet_weights: Optional[Sequence[float]] = None,
-        x_friendli_team: Optional[str] = None,
-        retries: Optional[RetryConfig] = None,
-        timeout: Optional[float] = None,
-        total_timeout: Optional[float] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> ImageGenerationResult:
-        """Generate image(s) from a prompt.
 
-        ``model`` is ``"endpoint-id"`` or ``"endpoint-id:adapter-route"`` (a container
-        takes an optional adapter route).  ``retries``, ``timeout``, ``total_timeout``
-        (seconds for the whole call, sleeps included) and ``x_friendli_team`` override
-        the client's for this call; ``http_headers`` adds headers.
-        """
-        params = dict(locals())
-        del params["self"]
-        return self._call("generate", params)
+class Client(_Closable):
+    """A thread-safe client for Friendli image APIs.
 
-    def edit(
-        self,
-        *,
-        model: Optional[Union[str, ModelRef]] = None,
-        prompt: str,
-        image: Union[ImageInput, Sequence[ImageInput]],
-        num_inference_steps: int = 20,
-        guidance_scale: Optional[float] = None,
-        seed: Optional[int] = None,
-        response_format: Optional[str] = None,
-        x_friendli_team: Optional[str] = None,
-        retries: Optional[RetryConfig] = None,
-        timeout: Optional[float] = None,
-        total_timeout: Optional[float] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> ImageGenerationResult:
-        """Edit image(s) as a prompt says; ``image`` is one input or a list of them.
+    ``token`` is a string or a zero-argument callable returning one (called once per attempt, for
+    rotating secrets); it defaults to ``FRIENDLI_TOKEN``.  ``team`` defaults to ``FRIENDLI_TEAM`` and
+    ``base_url`` to ``FRIENDLI_BASE_URL`` or ``https://api.friendli.ai``.  ``timeout`` bounds each
+    attempt; ``retries`` is the default :class:`RetryConfig` (:data:`DEFAULT_RETRY_CONFIG`).
 
-        Inputs may be URLs, ``data:`` URIs, base64 text, bytes or file paths (read and
-        sent as ``data:image/<type>;base64,...``); over 50 MiB is refused locally.
-        Other parameters are as for :meth:`generate`.
-        """
-        params = dict(locals())
-        del params["self"]
-        return self._call("edit", params)
+    ``target="container"`` talks to a Friendli Container instead (default ``http://localhost:8000``;
+    no token unless one is passed; no environment reads).  Plain ``http://`` is refused unless the host
+    is loopback, or the target is a container and ``allow_insecure_http=True``.  ``sleep`` and
+    ``clock`` replace the retry sleep and the monotonic clock (tests).
+    """
 
-    def _call(
-        self, operation: str, params: Dict[str, Any], cancel: Optional[threading.Event] = None
-    ) -> ImageGenerationResult:
-        options = {name: params.pop(name, None) for name in _CALL_OPTIONS}
-        request_type = ImageGenerationRequest if operation == "generate" else ImageEditRequest
-        request = request_type(target=self.target, **params)
-        return self._send(operation, request, cancel=cancel, **options)
-
-    def _prepare(
-        self,
-        operation: str,
-        request: ImageGenerationRequest,
-        x_friendli_team: Optional[str] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> Tuple[str, bytes, Dict[str, str]]:
-        """URL, body and headers of a call, without the token (also used for ``--dry-run``)."""
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": self._transport.user_agent,
-        }
-        team = x_friendli_team if x_friendli_team is not None else self.team
-        if team is not None and self.target == "dedicated":
-            team = _check_identifier(team, "x_friendli_team")
-            headers["X-Friendli-Team"] = _check_header_value(team, "x_friendli_team")
-        headers.update(_check_headers(http_headers))
-        return self.base_url + _API_PATHS[(self.target, operation)], request.to_json(), headers
-
-    def _send(
-        self,
-        operation: str,
-        request: ImageGenerationRequest,
-        *,
-        x_friendli_team: Optional[str] = None,
-        retries: Optional[RetryConfig] = None,
-        timeout: Optional[float] = None,
-        total_timeout: Optional[float] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-        cancel: Optional[threading.Event] = None,
-    ) -> ImageGenerationResult:
-        url, body, static_headers = self._prepare(operation, request, x_friendli_team, http_headers)
-        _check_retries(retries)
-        token = self._token
-        if token is None and self.target == "dedicated":
-            raise FriendliValidationError(_NO_TOKEN_MESSAGE)
-        own_authorization = any(name.lower() == "authorization" for name in static_headers)
-
-        def headers() -> Dict[str, str]:
-            if token is None or own_authorization:
-                return dict(static_headers)
-            return {**static_headers, "Authorization": "Bearer " + token.get()}
-
-        transport = self._transport
-        return transport.request(
-            "POST",
-            url,
-            body=body,
-            headers=headers,
-            parse=lambda raw: _parse_result(raw, request, transport),
-            retries=retries,
-            timeout=timeout,
-            total_timeout=total_timeout,
-            cancel=cancel,
+    def __init__(
+        self, token: Optional[Union[str, Callable[[], str]]] = None, *, base_url: Optional[str] = None,
+        team: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, retries: Optional[RetryConfig] = None,
+        ssl_context: Optional[ssl.SSLContext] = None, user_agent: Optional[str] = None, target: str = "dedicated",
+        allow_insecure_http: bool = False, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sleep: Optional[Callable[[float], Any]] = None, clock: Optional[Callable[[], float]] = None,
+    ) -> None:
+        if target not in TARGETS:
+            raise FriendliValidationError(f"target must be one of {TARGETS}, got {_short(target)}")
+        if target == "dedicated":
+            token = token if token is not None else os.environ.get("FRIENDLI_TOKEN")
+            team = team if team is not None else (os.environ.get("FRIENDLI_TEAM") or None)
+            base_url = base_url or os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
+        self.target = target
+        self.base_url = _check_base_url(base_url or DEFAULT_CONTAINER_BASE_URL, target, allow_insecure_http is True)
+        self.team = None if team is None else _check_header_value(_check_text(team, "team", identifier=True), "team")
+        self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
+        self._transport = _Transport(
+            timeout=timeout, retries=retries, ssl_context=ssl_context, user_agent=user_agent,
+            max_response_bytes=max_response_bytes, sleep=sleep, clock=clock,
         )
 
+    def __repr__(self) -> str:
+        token = "<set>" if self._token else None
+        return f"Client(base_url={self.base_url!r}, target={self.target!r}, team={self.team!r}, token={token})"
 
-def _parse_result(raw: _RawResponse, request: ImageGenerationRequest, transport: _Transport) -> ImageGenerationResult:
-    """Turn a 2xx body into an ImageGenerationResult, or raise InvalidResponseError."""
-    request_id = raw.request_id
-    payload = _load_json(raw)
+    def generate(
+        self, *, model: Optional[Union[str, ModelRef]] = None, prompt: str, num_inference_steps: int = 20,
+        guidance_scale: Optional[float] = None, seed: Optional[int] = None, response_format: Optional[str] = None,
+        control_images: Optional[Sequence[ImageInput]] = None, controlnet_weights: Optional[Sequence[float]] = None,
+        x_friendli_team: Optional[str] = None, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None, http_headers: Optional[Mapping[str, str]] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> ImageGenerationResult:
+        """Generate image(s) from a prompt; ``model`` is ``"endpoint-id"`` or ``"endpoint-id:adapter-route"``
+        (optional for a container); the call options are those of :meth:`send`."""
+        request = ImageGenerationRequest(model, prompt, num_inference_steps, guidance_scale, seed, response_format,
+                                         control_images, controlnet_weights, self.target)
+        return self.send(request, x_friendli_team=x_friendli_team, retries=retries, timeout=timeout,
+                         total_timeout=total_timeout, http_headers=http_headers, cancel=cancel)
 
-    def invalid(what: str) -> NoReturn:
-        raise InvalidResponseError(f"unexpected response: {what}", status_code=raw.status, request_id=request_id)
+    def edit(
+        self, *, model: Optional[Union[str, ModelRef]] = None, prompt: str,
+        image: Union[ImageInput, Sequence[ImageInput]], num_inference_steps: int = 20,
+        guidance_scale: Optional[float] = None, seed: Optional[int] = None, response_format: Optional[str] = None,
+        x_friendli_team: Optional[str] = None, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None,
+        total_timeout: Optional[float] = None, http_headers: Optional[Mapping[str, str]] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> ImageGenerationResult:
+        """Edit image(s) as a prompt says; ``image`` is one input or a list (see :data:`ImageInput`); files
+        are read (at most 50 MiB each) and sent as ``data:image/<type>;base64,...``."""
+        request = ImageEditRequest(model, prompt, num_inference_steps, guidance_scale, seed, response_format,
+                                   target=self.target, image=image)
+        return self.send(request, x_friendli_team=x_friendli_team, retries=retries, timeout=timeout,
+                         total_timeout=total_timeout, http_headers=http_headers, cancel=cancel)
 
-    if not isinstance(payload, dict):
-        invalid(f"expected a JSON object, got {type(payload).__name__}")
-    if request.target == "container":
-        image = payload.get("image")
-        if not isinstance(image, str) or not image:
-            invalid("no 'image' string in the container's answer")
+    def prepare(
+        self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
+        http_headers: Optional[Mapping[str, str]] = None,
+    ) -> PreparedRequest:
+        """What :meth:`send` would send for ``request``, without the token (e.g. to show it as curl)."""
+        if not isinstance(request, ImageGenerationRequest) or request.target != self.target:
+            raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for {self.target!r}")
+        operation = "edit" if isinstance(request, ImageEditRequest) else "generate"
+        team = (x_friendli_team if x_friendli_team is not None else self.team) if self.target == "dedicated" else None
+        headers = _headers(self._transport.user_agent, "application/json", team, http_headers)
         try:
-            image_bytes = _decode_base64(image)
-        except ValueError:
-            invalid("'image' is not valid base64")
-        image_format = request.response_format or "jpeg"  # the container's documented default
-        only = GeneratedImage(request.seed, image_format, b64_json=image)
-        return ImageGenerationResult([_attach(only, transport, image_bytes)], request_id)
-    data = payload.get("data")
-    if not isinstance(data, list) or not data:
-        invalid("'data' is missing or not a non-empty list")
-    images = []
-    for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            invalid(f"data[{index}] is not an object")
-        url, b64, seed, fmt = item.get("url"), item.get("b64_json"), item.get("seed"), item.get("response_format")
-        if url is None and b64 is None:
-            invalid(f"data[{index}] has neither 'url' nor 'b64_json'")
-        decoded: Optional[bytes] = None
-        if b64 is not None:
-            try:
-                decoded = _decode_base64(b64) if isinstance(b64, str) else None
-            except ValueError:
-                pass
-            if decoded is None:
-                invalid(f"data[{index}].b64_json is not valid base64")
-        if url is not None and (
-            not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https")
-        ):
-            invalid(f"data[{index}].url is not an http(s) URL")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            invalid(f"data[{index}].seed is not an integer")
-        if fmt is not None and not isinstance(fmt, str):
-            invalid(f"data[{index}].response_format is not a string")
-        images.append(_attach(GeneratedImage(seed, fmt or request.response_format, url, b64), transport, decoded))
-    return ImageGenerationResult(images, request_id)
+            body = request.to_json()
+        except (ValueError, TypeError) as exc:  # a field changed after validation (UnicodeEncodeError is a ValueError)
+            problem = f"the request cannot be sent as JSON ({type(exc).__name__}): build it again to validate it"
+        else:
+            return PreparedRequest("POST", self.base_url + _API_PATHS[(self.target, operation)], headers, body)
+        raise FriendliValidationError(problem)
+
+    def send(
+        self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
+        retries: Optional[RetryConfig] = None, timeout: Optional[float] = None, total_timeout: Optional[float] = None,
+        http_headers: Optional[Mapping[str, str]] = None, cancel: Optional[threading.Event] = None,
+    ) -> ImageGenerationResult:
+        """Send a generation or edit request (the one path :meth:`generate` and :meth:`edit` take).
+
+        ``retries``, ``timeout`` (seconds per attempt), ``total_timeout`` (seconds for the whole call,
+        sleeps included) and ``x_friendli_team`` override the client's; ``http_headers`` adds headers (an
+        ``Authorization`` replaces the token); setting ``cancel`` stops retrying and wakes a retry sleep."""
+        prepared = self.prepare(request, x_friendli_team=x_friendli_team, http_headers=http_headers)
+        own_authorization = any(name.lower() == "authorization" for name in prepared.headers)
+        if self._token is None and self.target == "dedicated" and not own_authorization:
+            raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
+        transport = self._transport
+        return transport.request(
+            "POST", prepared.url, lambda answer, attempts: _parse_result(answer, attempts, request, transport),
+            body=prepared.body, headers=prepared.headers, token=None if own_authorization else self._token,
+            retries=retries, timeout=timeout, total_timeout=total_timeout, cancel=cancel,
+        )
 
 
 def generate(**kwargs: Any) -> ImageGenerationResult:
@@ -1781,851 +1328,508 @@ def generate(**kwargs: Any) -> ImageGenerationResult:
     return Client().generate(**kwargs)
 
 
-class AsyncClient:
-    """:class:`Client` for asyncio: the same methods as coroutines.
+async def _in_thread(method: Callable[..., ImageGenerationResult], kwargs: Dict[str, Any], executor: Any = None) -> ImageGenerationResult:
+    """Await ``method(**kwargs)`` run in a worker thread; cancelling the task stops its retries."""
+    import asyncio  # here, not at the top: it costs more to import than the rest of the module
 
-    Each call runs in a worker thread (``asyncio.to_thread``, or ``executor`` when
-    given), so the event loop never blocks, retry sleeps included.  Cancelling the
-    awaiting task abandons the call: its result is dropped and no further attempt
-    starts.  Keyword arguments are those of :class:`Client`.
-    """
+    cancel = kwargs.setdefault("cancel", threading.Event())
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, functools.partial(method, **kwargs))
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
 
-    def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None, **kwargs: Any) -> None:
-        self._client = Client(token, **kwargs)
+
+class AsyncClient(_Closable):
+    """:class:`Client` for asyncio: ``generate`` and ``edit`` as coroutines, same arguments, run in a worker
+    thread (the loop's default executor, or ``executor``).  Cancelling the awaiting task stops further
+    attempts and wakes a retry sleep; an attempt in flight ends within its timeout."""
+
+    def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None, **client_options: Any) -> None:
+        self._client = Client(token, **client_options)
         self._executor = executor
 
     def __repr__(self) -> str:
         return "Async" + repr(self._client)
 
-    async def __aenter__(self) -> "AsyncClient":
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self._client.close()
-
     async def generate(self, **kwargs: Any) -> ImageGenerationResult:
         """Await :meth:`Client.generate` (same keyword arguments)."""
-        return await _call_in_thread(self._client, "generate", kwargs, self._executor)
+        return await _in_thread(self._client.generate, kwargs, self._executor)
 
     async def edit(self, **kwargs: Any) -> ImageGenerationResult:
         """Await :meth:`Client.edit` (same keyword arguments)."""
-        return await _call_in_thread(self._client, "edit", kwargs, self._executor)
-
-
-async def _call_in_thread(
-    client: Client, operation: str, params: Dict[str, Any], executor: Any = None
-) -> ImageGenerationResult:
-    """Run ``client._call`` in a worker thread; on cancellation, stop its retries.
-
-    The arguments are first bound to the signature of :meth:`Client.generate` or
-    :meth:`Client.edit`, so defaults and ``TypeError`` for missing or unknown
-    arguments are exactly those of the synchronous method.
-    """
-    import asyncio  # imported here: synchronous users never pay for it
-    import functools
-    import inspect
-
-    bound = inspect.signature(getattr(Client, operation)).bind(client, **params)
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    del arguments["self"]
-    cancel = threading.Event()
-    call = functools.partial(client._call, operation, arguments, cancel)
-    try:
-        if executor is None and hasattr(asyncio, "to_thread"):
-            return await asyncio.to_thread(call)
-        return await asyncio.get_running_loop().run_in_executor(executor, call)
-    except asyncio.CancelledError:
-        cancel.set()
-        raise
+        return await _in_thread(self._client.edit, kwargs, self._executor)
 
 
 # ===========================================================================
 # SDK-compatible facade
 # ===========================================================================
 
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-"""Marks an argument as not given (``retries`` omitted vs ``retries=None``)."""
+_UNSET: Any = object()
 
 
 class _ImageOperations:
-    """``friendli.dedicated.image`` / ``friendli.container.image``: generate and edit."""
+    """``friendli.dedicated.image`` / ``friendli.container.image`` with the SDK's keyword names."""
 
-    def __init__(self, owner: "SyncFriendli", target: str) -> None:
-        self._owner = owner
-        self._target = target
+    def __init__(self, owner: SyncFriendli, target: str) -> None:
+        self._owner, self._target = owner, target
 
-    def _translate(self, params: Dict[str, Any]) -> Tuple[Client, Dict[str, Any]]:
-        retries = params.pop("retries", UNSET)
-        timeout_ms = params.pop("timeout_ms", None)
-        client = self._owner._client_for(self._target, params.pop("server_url", None))
-        if retries is not UNSET:
+    def _method(self, operation: str, params: Dict[str, Any]) -> Callable[..., ImageGenerationResult]:
+        """The client method for a call; the SDK-only names in ``params`` are translated in place."""
+        retries = params.pop("retries", _UNSET)
+        if retries is not _UNSET:  # as in the SDK: omitted means the client's policy, None means no retries
             params["retries"] = retries if retries is not None else _NO_RETRIES
-        if timeout_ms is not None:
-            params["timeout"] = timeout_ms / 1000.0
-        return client, params
+        if params.get("timeout_ms") is not None:
+            params["timeout"] = _check_number(params["timeout_ms"], "timeout_ms") / 1000.0
+        params.pop("timeout_ms", None)
+        return getattr(self._owner._client_for(self._target, params.pop("server_url", None)), operation)  # type: ignore[no-any-return]
 
     def generate(self, **params: Any) -> ImageGenerationResult:
-        """Generate image(s): the SDK's keyword names (``model``, ``prompt``, ``num_inference_steps``,
-        ``guidance_scale``, ``seed``, ``response_format``, ``control_images``, ``controlnet_weights``,
+        """Generate image(s) with the SDK's keyword names (``model``, ``prompt``, ``num_inference_steps``, ...,
         ``x_friendli_team``, ``retries``, ``server_url``, ``timeout_ms``, ``http_headers``)."""
-        client, params = self._translate(params)
-        return client.generate(**params)
+        return self._method("generate", params)(**params)
 
     def edit(self, **params: Any) -> ImageGenerationResult:
-        """Edit image(s): as :meth:`generate` plus ``image``, without the control-net fields."""
-        client, params = self._translate(params)
-        return client.edit(**params)
+        """Edit image(s): as :meth:`generate` plus ``image``, without the ControlNet fields."""
+        return self._method("edit", params)(**params)
 
 
-class _Namespace:
-    def __init__(self, image: Any) -> None:
-        self.image = image
+class _AsyncImageOperations(_ImageOperations):
+    async def generate(self, **params: Any) -> ImageGenerationResult:  # type: ignore[override]
+        """Await the synchronous facade's generate (same keyword arguments)."""
+        return await _in_thread(self._method("generate", params), params)
+
+    async def edit(self, **params: Any) -> ImageGenerationResult:  # type: ignore[override]
+        """Await the synchronous facade's edit (same keyword arguments)."""
+        return await _in_thread(self._method("edit", params), params)
 
 
-class SyncFriendli:
-    """Drop-in for the official SDK's ``SyncFriendli`` image operations.
-
+class SyncFriendli(_Closable):
+    """Drop-in for the official SDK's ``SyncFriendli`` image operations:
     ``with SyncFriendli(token=...) as friendli: friendli.dedicated.image.generate(...)``.
-    In a call, ``retries`` omitted uses ``retry_config`` (or the default policy) and
-    ``retries=None`` disables retries, as in the SDK.  ``friendli.container.image``
-    talks to ``http://localhost:8000`` unless a call passes ``server_url``.
-    """
+
+    A call's ``retries`` omitted uses ``retry_config`` (else :data:`DEFAULT_RETRY_CONFIG`, bounded unlike
+    the SDK's one-hour budget); ``retries=None`` disables retries, as in the SDK.  ``container.image``
+    talks to ``http://localhost:8000`` unless a call passes ``server_url``, and sends no token."""
+
+    _operations = _ImageOperations
 
     def __init__(
-        self,
-        token: Optional[Union[str, Callable[[], str]]] = None,
-        server_url: Optional[str] = None,
-        retry_config: Optional[RetryConfig] = None,
-        timeout_ms: Optional[int] = None,
-        *,
-        x_friendli_team: Optional[str] = None,
-        allow_insecure_http: bool = False,
-        **client_options: Any,
+        self, token: Optional[Union[str, Callable[[], str]]] = None, server_url: Optional[str] = None,
+        retry_config: Optional[RetryConfig] = None, timeout_ms: Optional[int] = None, *,
+        x_friendli_team: Optional[str] = None, allow_insecure_http: bool = False, **client_options: Any,
     ) -> None:
-        self._token = _Secret(token) if token else None  # never a bare string in __dict__
-        self._team = x_friendli_team
-        self._options: Dict[str, Any] = dict(
-            retries=retry_config,
-            timeout=timeout_ms / 1000.0 if timeout_ms is not None else DEFAULT_TIMEOUT,
-            allow_insecure_http=allow_insecure_http,
-            **client_options,
-        )
-        self._client = Client(self._token, base_url=server_url, team=x_friendli_team, **self._options)
+        self._token, self._team, self._server_url = (_Secret(token) if token else None), x_friendli_team, server_url
+        timeout = DEFAULT_TIMEOUT if timeout_ms is None else _check_number(timeout_ms, "timeout_ms") / 1000.0
+        self._options: Dict[str, Any] = dict(retries=retry_config, timeout=timeout, allow_insecure_http=allow_insecure_http, **client_options)
         self._clients: Dict[Tuple[str, Optional[str]], Client] = {}
         self._lock = threading.Lock()
-        self.dedicated = _Namespace(_ImageOperations(self, "dedicated"))
-        self.container = _Namespace(_ImageOperations(self, "container"))
+        self._client_for("dedicated", None)  # bad arguments fail now, as in the SDK
+        self.dedicated = SimpleNamespace(image=self._operations(self, "dedicated"))
+        self.container = SimpleNamespace(image=self._operations(self, "container"))
 
     def _client_for(self, target: str, server_url: Optional[str]) -> Client:
-        """The client for a target and per-call ``server_url`` (made once, then reused)."""
-        if target == "dedicated" and server_url is None:
-            return self._client
+        """The client for a target and a call's ``server_url`` (made once, then reused)."""
+        server_url = server_url or (self._server_url if target == "dedicated" else None)
         with self._lock:
-            client = self._clients.get((target, server_url))
-            if client is None:
-                if target == "dedicated":
-                    client = Client(self._token, base_url=server_url, team=self._team, **self._options)
-                else:  # the SDK sends no token to a container (its operations declare no security)
-                    client = Client(base_url=server_url, target="container", **self._options)
-                self._clients[(target, server_url)] = client
-            return client
+            if (target, server_url) not in self._clients:
+                token = self._token if target == "dedicated" else None  # the SDK sends none to a container
+                self._clients[(target, server_url)] = Client(
+                    token, base_url=server_url, team=self._team if target == "dedicated" else None, target=target,
+                    **self._options,
+                )
+            return self._clients[(target, server_url)]
 
     def __repr__(self) -> str:
-        return f"SyncFriendli(server_url={self._client.base_url!r})"
-
-    def __enter__(self) -> "SyncFriendli":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release; present because the SDK has it."""
-
-
-class _AsyncImageOperations:
-    def __init__(self, sync_ops: _ImageOperations) -> None:
-        self._ops = sync_ops
-
-    async def generate(self, **params: Any) -> ImageGenerationResult:
-        """Await ``SyncFriendli``'s generate (same keyword arguments)."""
-        return await self._run("generate", params)
-
-    async def edit(self, **params: Any) -> ImageGenerationResult:
-        """Await ``SyncFriendli``'s edit (same keyword arguments)."""
-        return await self._run("edit", params)
-
-    async def _run(self, operation: str, params: Dict[str, Any]) -> ImageGenerationResult:
-        client, params = self._ops._translate(dict(params))
-        return await _call_in_thread(client, operation, params)
+        return f"{type(self).__name__}(server_url={self._client_for('dedicated', None).base_url!r})"
 
 
 class AsyncFriendli(SyncFriendli):
-    """The official SDK's async facade: ``async with AsyncFriendli(...) as f: await f.dedicated.image.generate(...)``."""
+    """The SDK's async facade: ``async with AsyncFriendli(...) as f: await f.dedicated.image.generate(...)``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.dedicated = _Namespace(_AsyncImageOperations(_ImageOperations(self, "dedicated")))
-        self.container = _Namespace(_AsyncImageOperations(_ImageOperations(self, "container")))
-
-    async def __aenter__(self) -> "AsyncFriendli":
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        self.close()
+    _operations = _AsyncImageOperations
 
 
 # ===========================================================================
 # Command line
 # ===========================================================================
 
-
-if TYPE_CHECKING:
-    # The parsed command line: an ``argparse.Namespace`` (argparse is imported only when the CLI runs).
-    _Args = Any
-
-_EXIT_OK = 0
-_EXIT_API = 1  # API error, invalid response, or an image that could not be saved
-_EXIT_USAGE = 2  # usage or validation error: nothing was sent
-_EXIT_AUTH = 3  # 401 or 403
-_EXIT_NETWORK = 4  # connection failure or timeout
-_EXIT_PARTIAL = 5  # some requests of a batch failed
-_EXIT_INTERRUPTED = 130  # Ctrl-C
+_EXIT_API, _EXIT_USAGE, _EXIT_AUTH, _EXIT_NETWORK, _EXIT_PARTIAL, _EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 
 _CLI_EPILOG = """\
 environment:
-  FRIENDLI_TOKEN     the API token (or --token-file; there is no --token
-                     option, so the token stays out of shell history and ps)
-  FRIENDLI_TEAM      default for --team
-  FRIENDLI_BASE_URL  default for --base-url
+  FRIENDLI_TOKEN     the API token (or --token-file; there is no --token option,
+                     so the token stays out of shell history and ps)
+  FRIENDLI_TEAM, FRIENDLI_BASE_URL   defaults for --team and --base-url
 
-output files:
-  one image          -o FILE, or ./<words-of-the-prompt>-<seed>.png without -o
-  several images     -o DIR: DIR/<index>-<seed>.png (e.g. out/001-1234.png);
-                     without -o: ./<index>-<words-of-the-prompt>-<seed>.png
-  The suffix comes from the image bytes when the name has none. An existing
-  file is never overwritten unless --overwrite is given.
+output files: -o FILE (one request), -o DIR/ (DIR/<index>-<seed>.<ext>), or by
+  default ./[<index>-]<words-of-the-prompt>-<seed>.<ext>; an existing file is
+  never replaced unless --overwrite is given.
 
 exit codes:
-  0    success
-  1    API error (the message names the error class and HTTP status), or an
-       image could not be saved
-  2    usage or validation error (nothing was sent)
-  3    authentication or permission error (HTTP 401/403); a batch stops
-  4    network error or timeout
-  5    some requests of a batch failed (the summary lists them)
-  130  interrupted (Ctrl-C): saved images are kept, no partial files are left
-
-examples:
-  friendli-image --model my-endpoint "an orange car at night" -o car.png
-  friendli-image --model my-endpoint --prompts prompts.txt --n 2 -o out/
-  friendli-image --model my-endpoint "a red fox" --dry-run
+  0 success   1 API error or an image not saved   2 usage error (nothing sent)
+  3 token refused (401/403 from the API; a batch stops)   4 network error or
+  timeout   5 some requests of a batch failed   130 interrupted (Ctrl-C)
 """
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line (``friendli-image`` / ``python friendli_image.py``); return the exit code.
+class _CliJob:
+    """One request of a run: its 1-based ``index``, validated ``request`` and a ``label`` for messages."""
 
-    ``argv`` defaults to ``sys.argv[1:]``.  A usage error prints argparse's
-    message and returns 2 (no SystemExit); ``--help`` lists every exit code.
+    def __init__(self, index: int, request: ImageGenerationRequest) -> None:
+        self.index, self.request, self.label = index, request, f"#{index} {_short(request.prompt, 40)}"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line (``friendli-image``, ``python friendli_image.py``); return the exit code.
+
+    A usage error prints why and returns 2 (no SystemExit); ``--help`` lists every exit code.
     """
     try:
-        args = _cli_parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2); argparse has printed why
+        args = _cli_arguments(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2): argparse said why
         return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
-    restore_logging = _cli_logging(args.verbose)
     try:
-        return _cli_run(args)
-    except KeyboardInterrupt:
-        _cli_say("interrupted")
-        return _EXIT_INTERRUPTED
-    except Exception as exc:  # anything before the first request: one line (a traceback with -vv)
-        return _cli_error(exc, args.verbose)
+        client, jobs = _cli_client(args), _cli_jobs(args)
+        if args.dry_run:
+            return _cli_print_curl(client, jobs, args.token_file)
+        _cli_check_outputs(args, jobs)
+    except FriendliError as exc:
+        print(f"friendli-image: error: {_cli_describe(exc)}", file=sys.stderr)
+        return _EXIT_USAGE
+    reporter = _CliReporter(args, len(jobs))
+    try:
+        return _cli_run(args, client, jobs, reporter)
     finally:
-        restore_logging()
+        reporter.close()
 
 
-def _cli_logging(verbose: int) -> Callable[[], None]:
-    """Show the module's log on stderr: -v retries (INFO), -vv everything (DEBUG); return the undo."""
-    if not verbose:
-        return lambda: None
-    import logging
-
-    logger = logging.getLogger("friendli_image")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-
-    def restore() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-    return restore
-
-
-def _cli_parse_args(argv: Optional[Sequence[str]]) -> _Args:
-    """Parse and cross-check the command line; argparse raises SystemExit(2) on a usage error."""
+def _cli_arguments(argv: Optional[Sequence[str]]) -> Any:
+    """Parse and cross-check the command line; SystemExit(2) after argparse's message on a usage error."""
     import argparse
+    import difflib
 
     parser = argparse.ArgumentParser(
-        prog="friendli-image",
-        usage="%(prog)s --model ENDPOINT[:ADAPTER] [options] PROMPT\n"
-        "       %(prog)s --model ENDPOINT[:ADAPTER] [options] --prompts FILE",
-        description="Generate images on a Friendli Dedicated Endpoint (or a Friendli Container)\n"
-        "and save them to files.",
-        epilog=_CLI_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,  # else "--token SECRET" would be taken for --token-file
+        prog="friendli-image", description="Generate images on a Friendli Dedicated Endpoint (or Container).",
+        epilog=_CLI_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
     )
-    count = _cli_number(int, 1, "a whole number >= 1")
-    seconds = _cli_number(float, 0, "a positive number of seconds", above=True)
+    flags: List[str] = []
+
+    def option(*names: str, **kwargs: Any) -> None:
+        flags.extend(name for name in names if name.startswith("--"))
+        parser.add_argument(*names, **kwargs)
+
     parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="what the image should show")
-
-    image = parser.add_argument_group("image")
-    image.add_argument("--model", metavar="ENDPOINT[:ADAPTER]", help="endpoint id, optionally with an adapter route")
-    image.add_argument("--steps", type=int, default=20, metavar="N", help="num_inference_steps, 1-50 (default: 20)")
-    image.add_argument("--guidance-scale", type=float, metavar="X", help="how closely to follow the prompt")
-    image.add_argument("--seed", type=int, help="random seed (with --n K: SEED, SEED+1, ...)")
-    image.add_argument(
-        "--format", choices=RESPONSE_FORMATS, help="response_format to request (default: png; container: jpeg)"
-    )
-    image.add_argument(
-        "--control-image", action="append", metavar="PATH_OR_URL", help="ControlNet input image (repeatable)"
-    )
-    image.add_argument(
-        "--controlnet-weight", action="append", type=float, metavar="W",
-        help="weight in [0, 1] for each --control-image (repeatable)",
-    )
-    image.add_argument(
-        "--edit-image", action="append", metavar="PATH_OR_URL",
-        help="edit this image instead of generating one (repeatable)",
-    )
-
-    batch = parser.add_argument_group("batch")
-    batch.add_argument(
-        "--prompts", metavar="FILE",
-        help="one prompt per line ('-' reads stdin); blank lines and lines starting with # are skipped",
-    )
-    batch.add_argument("-n", "--n", type=count, default=1, metavar="K", help="images per prompt, one request each")
-    batch.add_argument("--concurrency", type=count, default=4, metavar="N", help="requests at a time (default: 4)")
-
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "-o", "--output", metavar="PATH",
-        help="file for one image, directory for several (default: the current directory)",
-    )
-    output.add_argument("--overwrite", action="store_true", help="replace existing files")
-    output.add_argument(
-        "--json", action="store_true",
-        help="print one JSON object per image on stdout (path, seed, format, url, request_id)",
-    )
-    output.add_argument(
-        "--dry-run", action="store_true", help="check everything, print the request as a curl command, send nothing"
-    )
-    output.add_argument(
-        "-v", "--verbose", action="count", default=0, help="-v shows retries; -vv the debug log and tracebacks"
-    )
-
-    connection = parser.add_argument_group("connection")
-    connection.add_argument("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
-    connection.add_argument("--team", help="team id sent as X-Friendli-Team")
-    connection.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
-    connection.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)  # refused below, never echoed
-    connection.add_argument(
-        "--target", choices=TARGETS, default="dedicated",
-        help="a Dedicated Endpoint or a Friendli Container (default: dedicated)",
-    )
-    connection.add_argument(
-        "--allow-insecure-http", action="store_true", help="allow plain http:// to a host that is not loopback"
-    )
-    connection.add_argument(
-        "--timeout", type=seconds, default=DEFAULT_TIMEOUT, metavar="S", help="seconds per attempt (default: 60)"
-    )
-    connection.add_argument("--total-timeout", type=seconds, metavar="S", help="seconds per request, retries included")
-    retries = connection.add_mutually_exclusive_group()
-    retries.add_argument(
-        "--max-retries", type=_cli_number(int, 0, "a whole number >= 0"), metavar="N",
-        help="retry a failed request at most N times (default: back off for up to an hour)",
-    )
-    retries.add_argument("--no-retries", action="store_true", help="never retry")
-
+    option("--version", action="version", version=f"%(prog)s {__version__}")
+    option("-m", "--model", metavar="ENDPOINT[:ADAPTER]", help="endpoint id, optionally with an adapter route")
+    option("--steps", type=int, default=20, metavar="N", help="num_inference_steps, 1-50 (default: 20)")
+    option("--guidance-scale", type=float, metavar="X", help="how closely to follow the prompt")
+    option("--seed", type=int, help="random seed (with -n K: SEED, SEED+1, ...)")
+    option("--format", choices=RESPONSE_FORMATS, help="response_format (default: png; container: jpeg)")
+    option("--control-image", action="append", metavar="PATH_OR_URL", help="ControlNet input (repeatable)")
+    option("--controlnet-weight", action="append", type=float, metavar="W", help="weight of each --control-image")
+    option("--edit-image", action="append", metavar="PATH_OR_URL", help="edit this image (repeatable)")
+    option("--prompts", metavar="FILE", help="one prompt per line ('-': stdin; blank and # lines skipped)")
+    option("-n", "--n", type=int, default=1, metavar="K", help="images per prompt, one request each")
+    option("--concurrency", type=int, default=4, metavar="N", help="requests at a time (default: 4)")
+    option("-o", "--output", metavar="PATH", help="file for one request, directory for several")
+    option("--overwrite", action="store_true", help="replace existing files")
+    option("--json", action="store_true", help="print one JSON object per request on stdout")
+    option("--dry-run", action="store_true", help="print each request as a curl command; send nothing")
+    option("-v", "--verbose", action="count", default=0, help="-v: every exchange; -vv: tracebacks too")
+    option("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
+    option("--team", help="team id sent as X-Friendli-Team")
+    option("--token-file", metavar="PATH", help="read the API token from this file")
+    option("--target", choices=TARGETS, default="dedicated", help="dedicated (default) or container")
+    option("--allow-insecure-http", action="store_true", help="allow http:// to a container that is not loopback")
+    option("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S", help="seconds per attempt (default: 60)")
+    option("--total-timeout", type=float, metavar="S",
+           help="seconds per request, retries included (default: 60, or --timeout if longer)")
+    option("--max-retries", type=int, default=3, metavar="N", help="retries per request (default: 3)")
+    option("--no-retries", action="store_const", const=0, dest="max_retries", help="same as --max-retries 0")
+    parser.add_argument("--token", nargs="?", const="", help=argparse.SUPPRESS)  # refused below, never echoed
     args, extra = parser.parse_known_args(argv)
-    if extra:  # argparse would echo them, and one may be a token: show option names only
-        shown = " ".join(map(_cli_mask, extra))
-        parser.error(f"unrecognized arguments: {shown} (values not shown; quote a PROMPT that has spaces)")
+    unknown = [word.partition("=")[0] for word in extra if word.startswith("-")]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], flags, n=1)
+        parser.error(f"unknown option {unknown[0]}" + (f" (did you mean {close[0]}?)" if close else ""))
+    if extra:
+        parser.error(f"unexpected words: {' '.join(extra)} (quote a PROMPT that has spaces)")
     if args.token is not None:
         parser.error("there is no --token option (it would show in shell history and ps): "
                      "set FRIENDLI_TOKEN or use --token-file PATH")
-    if args.prompt is None and args.prompts is None:
-        parser.error("give a PROMPT or --prompts FILE")
-    if args.prompt is not None and args.prompts is not None:
-        parser.error("give a PROMPT or --prompts FILE, not both")
+    if min(args.n, args.concurrency) < 1 or args.max_retries < 0:  # the library checks the others before sending
+        parser.error("-n and --concurrency must be at least 1, --max-retries at least 0")
+    if not args.timeout > 0 or not (args.total_timeout is None or args.total_timeout > 0):  # nan is not > 0
+        parser.error("--timeout and --total-timeout must be positive numbers of seconds")
+    if (args.prompt is None) == (args.prompts is None):
+        parser.error("give a PROMPT or --prompts FILE (one of them)")
     if args.model is None and args.target == "dedicated":
         parser.error("--model ENDPOINT[:ADAPTER] is required")
     return args
 
 
-def _cli_mask(word: str) -> str:
-    """``--opt`` stays, ``--opt=value`` becomes ``--opt=***``, any other word ``***``."""
-    if not word.startswith("-"):
-        return "***"
-    name, equals, _ = word.partition("=")
-    return name + equals + ("***" if equals else "")
-
-
-def _cli_number(convert: Callable[[str], Any], minimum: float, what: str, *, above: bool = False) -> Callable[[str], Any]:
-    """An argparse ``type=``: ``convert`` the text, then check it is >= ``minimum`` (> when ``above``)."""
-
-    def parse(text: str) -> Any:
-        import argparse
-
-        try:
-            value = convert(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < minimum or (above and value == minimum):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _cli_run(args: _Args) -> int:
-    """Validate everything, then print curl commands (``--dry-run``) or run the jobs."""
-    client = _cli_client(args)
-    jobs = _cli_jobs(args, _cli_prompts(args))
-    outputs = _CliOutputs.plan(args.output, len(jobs))
-    if not args.overwrite:
-        outputs.check_free(jobs)
-    operation = "edit" if args.edit_image else "generate"
-    if args.dry_run:
-        _cli_print_curl(client, operation, jobs, args.token_file)
-        return _EXIT_OK
-    run = _CliRun(client, operation, outputs, args.overwrite, args.total_timeout)
-    reporter = _CliReporter(len(jobs), as_json=args.json, verbose=args.verbose)
+def _cli_read(path: str, what: str) -> str:
+    """A text file (``-``: standard input); one that cannot be read is a usage error."""
     try:
-        _cli_run_jobs(run, jobs, reporter, args.concurrency)
-    except KeyboardInterrupt:
-        return reporter.finish(interrupted=True)
-    return reporter.finish()
+        return sys.stdin.read() if path == "-" else pathlib.Path(path).read_text(encoding="utf-8-sig")  # -sig: BOM
+    except (OSError, UnicodeError) as exc:
+        problem = f"cannot read {what} {path!r}: {getattr(exc, 'strerror', None) or exc}"
+    raise FriendliValidationError(problem)
 
 
-# -- building the client and the jobs ---------------------------------------
-
-
-def _cli_client(args: _Args) -> Client:
-    """The client the flags describe; the token is checked here, before any traffic."""
-    token = None if args.token_file is None else _cli_read_token(args.token_file)
-    retries = None
-    if args.no_retries:
-        retries = _NO_RETRIES
-    elif args.max_retries is not None:
-        retries = RetryConfig("backoff", max_retries=args.max_retries)
-    client = Client(
-        token,
-        base_url=args.base_url,
-        team=args.team,
-        timeout=args.timeout,
-        retries=retries,
-        target=args.target,
-        allow_insecure_http=args.allow_insecure_http,
+def _cli_client(args: Any) -> Client:
+    """The client the flags describe; the token is read and checked here, before any traffic."""
+    token = os.environ.get("FRIENDLI_TOKEN") if args.target == "dedicated" else None
+    token = _cli_read(args.token_file, "--token-file").strip() if args.token_file is not None else token
+    if not token and args.target == "dedicated":
+        raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or use --token-file PATH")
+    return Client(
+        token or None, base_url=args.base_url, team=args.team, timeout=args.timeout, target=args.target,
+        retries=RetryConfig("backoff", max_retries=args.max_retries), allow_insecure_http=args.allow_insecure_http,
     )
-    if client.target == "dedicated" and client._token is None:
-        raise FriendliValidationError(_NO_TOKEN_MESSAGE.replace("pass token= (a string or a callable returning one)",
-                                                                "use --token-file PATH"))
-    if client._token is not None:
-        client._token.get()  # refuses an empty token or one with whitespace inside
-    return client
 
 
-def _cli_read_token(path: str) -> str:
-    try:
-        token = pathlib.Path(path).read_text(encoding="utf-8-sig").strip()  # -sig: editors' byte-order mark
-    except (OSError, UnicodeError) as exc:
-        raise FriendliValidationError(
-            f"cannot read --token-file {path!r}: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
-    if not token:
-        raise FriendliValidationError(f"--token-file {path!r} is empty")
-    return token
-
-
-def _cli_prompts(args: _Args) -> List[str]:
-    """The positional prompt, or the lines of ``--prompts`` (blank lines and # comments skipped)."""
-    if args.prompts is None:
-        return [args.prompt]
-    try:
-        text = sys.stdin.read() if args.prompts == "-" else pathlib.Path(args.prompts).read_text(encoding="utf-8")
-    except (OSError, UnicodeError) as exc:
-        raise FriendliValidationError(
-            f"cannot read --prompts {args.prompts!r}: {getattr(exc, 'strerror', None) or exc}"
-        ) from exc
-    prompts = [line.strip() for line in text.splitlines()]
-    prompts = [prompt for prompt in prompts if prompt and not prompt.startswith("#")]
-    if not prompts:
-        raise FriendliValidationError(f"--prompts {args.prompts!r} holds no prompt")
-    return prompts
-
-
-# The command line's records are plain classes, not dataclasses: each dataclass costs
-# import time on every cold start, and a plain generate() never runs this code.
-
-
-class _CliJob:
-    """One request of a run, the ``index``-th (from 1) of the batch."""
-
-    __slots__ = ("index", "request")
-
-    def __init__(self, index: int, request: ImageGenerationRequest) -> None:
-        self.index = index
-        self.request = request
-
-
-def _cli_jobs(args: _Args, prompts: List[str]) -> List[_CliJob]:
-    """One validated request per prompt and copy (``--n``); input images are read once."""
+def _cli_jobs(args: Any) -> List[_CliJob]:
+    """One validated request per prompt and copy (``-n``); input images are read once."""
+    prompts = [args.prompt]
+    if args.prompts is not None:
+        lines = [line.strip() for line in _cli_read(args.prompts, "--prompts").splitlines()]
+        prompts = [line for line in lines if line and not line.startswith("#")]
+        if not prompts:
+            raise FriendliValidationError(f"--prompts {args.prompts!r} holds no prompt")
     fields: Dict[str, Any] = dict(
-        model=args.model,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
+        model=args.model, num_inference_steps=args.steps, guidance_scale=args.guidance_scale, target=args.target,
         response_format=args.format or ("png" if args.target == "dedicated" else None),
-        control_images=args.control_image,
-        controlnet_weights=args.controlnet_weight,
-        target=args.target,
     )
-    request_type: "type[ImageGenerationRequest]" = ImageGenerationRequest
     if args.edit_image:
-        request_type = ImageEditRequest
-        fields["image"] = args.edit_image if len(args.edit_image) > 1 else args.edit_image[0]
-    jobs: List[_CliJob] = []
-    for prompt in prompts:
-        for copy in range(args.n):
-            seed = None if args.seed is None else args.seed + copy
-            if jobs:  # the first request holds the encoded images; the others reuse them
-                request = dataclasses.replace(jobs[0].request, prompt=prompt, seed=seed)
-            else:
-                request = request_type(prompt=prompt, seed=seed, **fields)
-            jobs.append(_CliJob(len(jobs) + 1, request))
-    return jobs
+        image = args.edit_image if len(args.edit_image) > 1 else args.edit_image[0]
+        first: ImageGenerationRequest = ImageEditRequest(prompt=prompts[0], image=image, **fields)
+    else:
+        first = ImageGenerationRequest(prompt=prompts[0], control_images=args.control_image,
+                                       controlnet_weights=args.controlnet_weight, **fields)
+    seeds = [None if args.seed is None else args.seed + copy for copy in range(args.n)]
+    requests = [dataclasses.replace(first, prompt=prompt, seed=seed) for prompt in prompts for seed in seeds]
+    return [_CliJob(index, request) for index, request in enumerate(requests, 1)]
 
 
-# -- where images go --------------------------------------------------------
-
-_FORMAT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}
-
-
-def _cli_slug(prompt: str, limit: int = 40) -> str:
-    """A safe file-name stem from a prompt: its ASCII words joined by '-' ("image" when none)."""
-    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in prompt.lower()).split()
-    slug = words[0][:limit] if words else "image"
-    for word in words[1:]:
-        if len(slug) + 1 + len(word) > limit:
-            break
-        slug += "-" + word
-    return slug
-
-
-class _CliOutputs:
-    """The output naming rule: ``-o FILE``, ``-o DIR`` or, without ``-o``, names from the prompt."""
-
-    def __init__(
-        self, file: Optional[pathlib.Path], directory: pathlib.Path, numbered: bool, from_prompt: bool
-    ) -> None:
-        self.file = file  # one image goes here (-o FILE)
-        self.directory = directory  # otherwise, images go here
-        self.numbered = numbered  # names start with the job's index (batches)
-        self.from_prompt = from_prompt  # names include the prompt's words (no -o)
-
-    @classmethod
-    def plan(cls, output: Optional[str], jobs: int) -> "_CliOutputs":
-        if output is None:
-            return cls(None, pathlib.Path("."), jobs > 1, True)
-        path = pathlib.Path(output)
-        if path.is_dir() or output.endswith(("/", os.sep)):
-            return cls(None, path, True, False)
-        if jobs > 1:
-            if path.suffix:
-                raise FriendliValidationError(
-                    f"-o {output} names a file, but {jobs} requests will be made: give a directory (e.g. -o out/)"
-                )
-            return cls(None, path, True, False)
-        return cls(path, path.parent, False, False)
-
-    def path_for(self, job: _CliJob, number: int, seed: Optional[int], suffix: str) -> pathlib.Path:
-        """Where the ``number``-th (from 0) image of a job goes; ``suffix`` is used when -o has none."""
-        extra = [str(number + 1)] if number else []  # a call that returned several images
-        if self.file is not None:
-            stem, ext = self.file.stem, self.file.suffix or suffix
-            return self.file.with_name("-".join([stem] + extra) + ext)
-        parts = [f"{job.index:03d}"] if self.numbered else []
-        if self.from_prompt:
-            parts.append(_cli_slug(job.request.prompt))
-        if seed is not None:
-            parts.append(str(seed))
-        return self.directory / ("-".join(parts + extra) + suffix)
-
-    def predict(self, job: _CliJob) -> Optional[pathlib.Path]:
-        """The job's first file when it is known before the call (else None)."""
-        if self.file is not None and self.file.suffix:
-            return self.file
-        suffix = _FORMAT_SUFFIXES.get(job.request.response_format or "")
-        if suffix is None or (self.file is None and job.request.seed is None):
-            return None  # the name needs the image's bytes or the server's seed
-        return self.path_for(job, 0, job.request.seed, suffix)
-
-    def check_free(self, jobs: List[_CliJob]) -> None:
-        """Refuse, before any traffic, to run when a predictable output file exists."""
-        taken = [path for path in map(self.predict, jobs) if path is not None and os.path.lexists(path)]
-        if taken:
-            more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
-            raise FriendliValidationError(f"{taken[0]} exists{more}; pass --overwrite to replace it")
-
-
-def _cli_write(path: pathlib.Path, data: bytes, overwrite: bool) -> None:
-    if not overwrite and os.path.lexists(path):
-        raise FriendliError(f"{path} exists; pass --overwrite to replace it")
+def _cli_check_outputs(args: Any, jobs: List[_CliJob]) -> None:
+    """Before any traffic (an image is billed even if it cannot be saved): the output directory exists
+    or is made, and no file whose name is known already would be replaced without --overwrite."""
+    paths = [_cli_path(args, job, len(jobs), 0, job.request.seed) for job in jobs]
+    if len(jobs) > 1 and args.output and pathlib.Path(args.output).suffix and not os.path.isdir(args.output):
+        raise FriendliValidationError(f"-o {args.output} names a file, but {len(jobs)} requests will be made: "
+                                      "give a directory (e.g. -o out/)")
+    directory = pathlib.Path(args.output or ".")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, data)  # the file appears whole or not at all
+        (directory.parent if _cli_output_file(args, len(jobs)) else directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FriendliError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise FriendliValidationError(f"cannot create a directory for {args.output!r}: {exc.strerror or exc}") from None
+    taken = [path for path in paths if path.suffix and os.path.lexists(path)]
+    if taken and not args.overwrite:
+        raise FriendliValidationError(f"{taken[0]} exists; pass --overwrite to replace it")
 
 
-# -- running ----------------------------------------------------------------
+def _cli_output_file(args: Any, jobs: int) -> Optional[pathlib.Path]:
+    """The file -o names (one request and no directory named), else None."""
+    output = args.output
+    single = output is not None and jobs == 1 and not output.endswith(("/", os.sep)) and not os.path.isdir(output)
+    return pathlib.Path(output) if single else None
 
 
-class _CliRun:
-    """What every job of a run shares; ``stop`` ends retry loops after Ctrl-C."""
-
-    def __init__(
-        self, client: Client, operation: str, outputs: _CliOutputs, overwrite: bool, total_timeout: Optional[float]
-    ) -> None:
-        self.client = client
-        self.operation = operation
-        self.outputs = outputs
-        self.overwrite = overwrite
-        self.total_timeout = total_timeout
-        self.stop = threading.Event()
+def _cli_path(args: Any, job: _CliJob, jobs: int, number: int, seed: Optional[int]) -> pathlib.Path:
+    """Where image ``number`` of a job goes; without a suffix, saving adds one from the image's bytes."""
+    extra, output, file = [str(number + 1)] if number else [], args.output, _cli_output_file(args, jobs)
+    if file is not None:
+        return file.with_name("-".join([file.stem] + extra) + file.suffix)
+    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in job.request.prompt.lower()).split()
+    parts = [f"{job.index:03d}"] if jobs > 1 else []
+    parts += [] if output is not None else ["-".join(words)[:40].strip("-") or "image"]
+    return pathlib.Path(output or ".") / "-".join(parts + ([str(seed)] if seed is not None else []) + extra)
 
 
-class _CliSaved:
-    """An image written to ``path``."""
+def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliReporter) -> int:
+    """Run the jobs ``--concurrency`` at a time, each reported once as it ends; return the exit code."""
+    import queue
 
-    __slots__ = ("path", "image", "request_id")
+    total_timeout = max(60.0, args.timeout) if args.total_timeout is None else args.total_timeout
+    stop, pending, lock = threading.Event(), iter(jobs), threading.Lock()
+    results: queue.Queue[Optional[Tuple[_CliJob, Any, str]]] = queue.Queue()
 
-    def __init__(self, path: pathlib.Path, image: GeneratedImage, request_id: Optional[str]) -> None:
-        self.path = path
-        self.image = image
-        self.request_id = request_id
+    def run(job: _CliJob) -> Tuple[_CliJob, Any, str]:
+        reporter.local.job = job  # so that retry messages name their request
+        try:
+            result = client.send(job.request, total_timeout=total_timeout, cancel=stop)
+        except FriendliError as exc:
+            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                stop.set()  # the API refused the token: no other request can succeed
+            return job, exc, "request"
+        if not result.data:
+            return job, FriendliError("the API answered with no image"), "image"
+        try:
+            saved = [(image.save(_cli_path(args, job, len(jobs), n, image.seed), overwrite=args.overwrite), image)
+                     for n, image in enumerate(result.data)]
+        except FriendliError as exc:
+            return job, exc, "image"
+        return job, (saved, result.request_id), ""
 
-
-def _cli_generate(run: _CliRun, job: _CliJob) -> List[_CliSaved]:
-    """Send one job and save its images (the suffix comes from the bytes)."""
-    result = run.client._send(run.operation, job.request, total_timeout=run.total_timeout, cancel=run.stop)
-    saved = []
-    for number, image in enumerate(result.data):
-        data = image.content()
-        suffix = _image_suffix(data)
-        path = run.outputs.path_for(job, number, image.seed, suffix)
-        _cli_write(path, data, run.overwrite)
-        saved.append(_CliSaved(path, image, result.request_id))
-    return saved
-
-
-def _cli_attempt(run: _CliRun, job: _CliJob) -> Union[List[_CliSaved], Exception]:
-    """Run one job; an error is returned, not raised, so that one failure does not stop a batch."""
-    try:
-        return _cli_generate(run, job)
-    except Exception as exc:
-        return exc
-
-
-def _cli_run_jobs(run: _CliRun, jobs: List[_CliJob], reporter: "_CliReporter", concurrency: int) -> None:
-    """Run the jobs, ``concurrency`` at a time, reporting each as it ends.
-
-    After bad credentials or Ctrl-C no job starts and retries stop; the requests
-    in flight are waited for and their images kept (a second Ctrl-C stops the
-    wait).  Ctrl-C is then re-raised as KeyboardInterrupt.
-    """
-    if concurrency == 1 or len(jobs) == 1:  # in this thread, so Ctrl-C interrupts the request itself
-        for job in jobs:
-            if reporter.record(job, _cli_attempt(run, job)):
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                job = next(pending, None)
+            if job is None:
                 break
-        return
-    from concurrent import futures
+            results.put(run(job))
+        results.put(None)
 
-    pool = futures.ThreadPoolExecutor(min(concurrency, len(jobs)), thread_name_prefix="friendli-image")
-    pending: Dict["futures.Future[Union[List[_CliSaved], Exception]]", _CliJob] = {}
+    workers = min(args.concurrency, len(jobs))
+    for _ in range(workers):  # daemon threads: a second Ctrl-C ends the process at once
+        threading.Thread(target=worker, daemon=True).start()
     interrupted = False
-    try:
-        for job in jobs:
-            pending[pool.submit(_cli_attempt, run, job)] = job
-        for future in futures.as_completed(pending):
-            if reporter.record(pending.pop(future), future.result()):
+    while workers:
+        try:
+            item = results.get(timeout=0.25)
+        except queue.Empty:
+            reporter.draw()
+            continue
+        except KeyboardInterrupt:
+            if interrupted:
                 break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:  # whatever ended the loop: start nothing more
-        run.stop.set()
-        in_flight = [future for future in pending if not future.cancel()]
-        pool.shutdown(wait=False)
-    try:
-        if interrupted:
-            reporter.waiting(sum(not future.done() for future in in_flight))
-        for future in futures.as_completed(in_flight):
-            reporter.record(pending[future], future.result())
-    except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
-        raise KeyboardInterrupt
-
-
-# -- reporting --------------------------------------------------------------
-
-
-def _cli_say(message: str) -> None:
-    print(f"friendli-image: {message}", file=sys.stderr, flush=True)
+            interrupted = True
+            stop.set()
+            reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
+            continue
+        if item is None:
+            workers -= 1
+        else:
+            reporter.record(*item)
+    code = reporter.finish(jobs)
+    return _EXIT_INTERRUPTED if interrupted else code
 
 
 def _cli_describe(err: BaseException) -> str:
-    """One line about an error; API and network errors are named by class (e.g. RateLimitError)."""
-    if isinstance(err, FriendliValidationError) or type(err) is FriendliError:
-        return str(err)
-    return f"{type(err).__name__}: {err}"
+    plain = isinstance(err, FriendliValidationError) or type(err) in (FriendliError, ImageSaveError)
+    hint = " (pass --overwrite to replace it)" if isinstance(err, ImageSaveError) and err.errno == 17 else ""
+    return (str(err) if plain else f"{type(err).__name__}: {err}") + hint
 
 
-def _cli_exit_code(err: BaseException) -> int:
+def _cli_exit_code(err: BaseException, phase: str) -> int:
+    """The exit code of an error while sending a "request" or saving an "image"."""
     if isinstance(err, FriendliValidationError):
         return _EXIT_USAGE
-    if isinstance(err, (AuthenticationError, PermissionDeniedError)):
-        return _EXIT_AUTH
-    if isinstance(err, APIConnectionError):
-        return _EXIT_NETWORK
-    return _EXIT_API
+    if phase == "request" and isinstance(err, (AuthenticationError, PermissionDeniedError)):
+        return _EXIT_AUTH  # an image host's 401/403 is that image's failure, not the token's
+    return _EXIT_NETWORK if isinstance(err, APIConnectionError) else _EXIT_API
 
 
-def _cli_error(err: BaseException, verbose: int, label: str = "") -> int:
-    """Print an error as one line (after its traceback with -vv); return its exit code."""
-    if verbose > 1:
-        import traceback
+class _CliReporter(logging.Handler):
+    """Tells how a run goes on stderr: each result and retry once and, on a terminal, a status line
+    that messages never run into; with ``--json``, one object per request on stdout."""
 
-        traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
-    _cli_say(f"error: {label}{_cli_describe(err)}")
-    return _cli_exit_code(err)
+    def __init__(self, args: Any, total: int) -> None:
+        super().__init__(logging.DEBUG if args.verbose else logging.INFO)
+        self.args, self.total, self.tty = args, total, sys.stderr.isatty()
+        self.screen, self.local = threading.RLock(), threading.local()
+        self.codes: List[int] = []
+        self.started, self.shown, self.level_before = time.monotonic(), False, logger.level
+        logger.addHandler(self)  # the module's retry (INFO) and exchange (DEBUG) records come here
+        logger.setLevel(self.level)
+        self.draw()
 
+    def close(self) -> None:
+        self.clear()
+        logger.removeHandler(self)
+        logger.setLevel(self.level_before)
+        super().close()
 
-class _CliReporter:
-    """Tells how a run goes: JSON records on stdout (``--json``); on stderr, a line per
-    image (or one progress line on a terminal), errors, and a summary for batches.
-    Called from the main thread only.
-    """
+    def emit(self, record: logging.LogRecord) -> None:
+        job = getattr(self.local, "job", None)
+        self.say((f"{job.label}: " if job is not None and self.total > 1 else "") + record.getMessage())
 
-    def __init__(self, total: int, *, as_json: bool, verbose: int) -> None:
-        self.total = total
-        self.as_json = as_json
-        self.verbose = verbose
-        self.progress = total > 1 and sys.stderr.isatty()
-        self.finished = 0
-        self.images = 0
-        self.failures: List[Tuple[_CliJob, Exception]] = []
-        self.started = time.monotonic()
+    def say(self, text: str) -> None:
+        """Print a line of its own: the status line is cleared first and drawn again after."""
+        with self.screen:
+            self.clear()
+            print(f"friendli-image: {text}", file=sys.stderr, flush=True)
+            self.draw()
 
-    def record(self, job: _CliJob, outcome: Union[List[_CliSaved], Exception]) -> bool:
-        """Report a finished job; True when the batch should stop (the credentials were refused)."""
-        self.finished += 1
-        self._clear_progress()
-        if isinstance(outcome, Exception):
-            self.failures.append((job, outcome))
-            label = f"#{job.index:03d} {_short(job.request.prompt, 40)}: " if self.total > 1 else ""
-            _cli_error(outcome, self.verbose, label)
+    def clear(self) -> None:
+        with self.screen:
+            if self.shown:
+                sys.stderr.write("\r\x1b[K")
+                self.shown = False
+
+    def draw(self) -> None:
+        """On a terminal, (re)draw the status line: how long one image waits, or a batch's counts."""
+        done, failed, elapsed = len(self.codes), sum(map(bool, self.codes)), time.monotonic() - self.started
+        line = f"{done}/{self.total} done, {failed} failed, {self.total - done} left, {elapsed:.0f} s"
+        if self.total == 1:
+            line = f"waiting for the image: {elapsed:.0f} s"
+        elif done and done < self.total:
+            line += f", about {elapsed / done * (self.total - done):.0f} s to go"
+        with self.screen:
+            if self.tty:
+                sys.stderr.write("\r\x1b[K" + line)
+                sys.stderr.flush()
+                self.shown = True
+
+    def record(self, job: _CliJob, outcome: Any, phase: str) -> int:
+        """Report one finished request; return its exit code (0 when it succeeded)."""
+        if isinstance(outcome, FriendliError):
+            self.codes.append(_cli_exit_code(outcome, phase))
+            if self.args.verbose > 1:
+                import traceback
+
+                with self.screen:
+                    self.clear()
+                    traceback.print_exception(type(outcome), outcome, outcome.__traceback__, file=sys.stderr)
+            where = (f"{job.label}: " if self.total > 1 else "") + ("saving: " if phase == "image" else "")
+            self.say(f"error: {where}{_cli_describe(outcome)}")
+            error = {"type": type(outcome).__name__, "status": getattr(outcome, "status_code", None),
+                     "message": str(outcome), "request_id": outcome.request_id, "attempts": outcome.attempts}
+            payload: Dict[str, Any] = {"ok": False, "error": error}
         else:
-            for saved in outcome:
-                self.images += 1
-                if self.as_json:
-                    print(json.dumps(self._json(job, saved)), flush=True)
-                if not self.progress:
-                    seed = "" if saved.image.seed is None else f" (seed {saved.image.seed})"
-                    print(f"saved {saved.path}{seed}", file=sys.stderr, flush=True)
-        self._draw_progress()
-        return isinstance(outcome, Exception) and _cli_exit_code(outcome) == _EXIT_AUTH
+            self.codes.append(0)
+            saved, request_id = outcome
+            for path, image in saved:
+                self.say(f"saved {path}" + ("" if image.seed is None else f" (seed {image.seed})"))
+            images = [{"path": str(path), "seed": image.seed, "format": image.response_format} for path, image in saved]
+            payload = {"ok": True, "request_id": request_id, "images": images}
+        if self.args.json:
+            print(json.dumps({"index": job.index, "prompt": job.request.prompt, **payload}), flush=True)
+        self.draw()
+        return self.codes[-1]
 
-    @staticmethod
-    def _json(job: _CliJob, saved: _CliSaved) -> Dict[str, Any]:
-        return {
-            "path": str(saved.path),
-            "seed": saved.image.seed,
-            "format": saved.image.response_format,
-            "url": saved.image.url,
-            "request_id": saved.request_id,
-            "index": job.index,
-            "prompt": job.request.prompt,
-        }
-
-    def waiting(self, in_flight: int) -> None:
-        """Ctrl-C was pressed while ``in_flight`` requests were running."""
-        if in_flight:
-            self._clear_progress()
-            _cli_say(f"interrupted: waiting for {in_flight} request(s) in flight (Ctrl-C again to stop waiting)")
-
-    def finish(self, interrupted: bool = False) -> int:
-        """Print the summary (batches, interruptions); return the exit code."""
-        self._clear_progress()
+    def finish(self, jobs: List[_CliJob]) -> int:
+        """Print a batch's summary (and, with --json, a record for each request not sent); return the exit code."""
+        failed = [code for code in self.codes if code]
+        for job in jobs[len(self.codes):] if self.args.json else ():
+            error = {"type": "NotSent", "status": None, "message": "not sent: the run stopped before it",
+                     "request_id": None, "attempts": 0}
+            print(json.dumps({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error}))
         if self.total > 1:
-            parts = [f"{self.images} image(s) saved"]
-            if self.failures:
-                parts.append(f"{len(self.failures)} of {self.total} request(s) failed")
-            if self.finished < self.total:
-                parts.append(f"{self.total - self.finished} not sent")
-            print(f"{', '.join(parts)} in {time.monotonic() - self.started:.1f} s", file=sys.stderr)
-            for job, err in sorted(self.failures, key=lambda failure: failure[0].index):
-                print(f"  #{job.index:03d} {_short(job.request.prompt, 40)}: {_cli_describe(err)}", file=sys.stderr)
-        if interrupted:
-            _cli_say("interrupted")
-            return _EXIT_INTERRUPTED
-        if not self.failures:
-            return _EXIT_OK
-        if len(self.failures) == self.finished:  # nothing succeeded: say why, by the first failure
-            return _cli_exit_code(min(self.failures, key=lambda failure: failure[0].index)[1])
-        return _EXIT_PARTIAL
-
-    def _draw_progress(self) -> None:
-        if self.progress:
-            line = f"{self.finished}/{self.total} done, {len(self.failures)} failed"
-            if self.images:
-                line += f", {(time.monotonic() - self.started) / self.images:.1f} s/img"
-            sys.stderr.write("\r\x1b[K" + line)
-            sys.stderr.flush()
-
-    def _clear_progress(self) -> None:
-        if self.progress and self.finished:
-            sys.stderr.write("\r\x1b[K")
+            not_sent = f", {self.total - len(self.codes)} not sent" if len(self.codes) < self.total else ""
+            self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed"
+                     f"{not_sent} in {time.monotonic() - self.started:.1f} s")
+        if not failed:
+            return 0 if len(self.codes) == self.total else _EXIT_PARTIAL
+        return failed[0] if len(failed) == len(self.codes) else _EXIT_PARTIAL  # all that ran failed: say why
 
 
-def _cli_print_curl(client: Client, operation: str, jobs: List[_CliJob], token_file: Optional[str]) -> None:
-    """Print each request as a copy-pasteable curl command (the token stays a shell expression)."""
+def _cli_print_curl(client: Client, jobs: List[_CliJob], token_file: Optional[str]) -> int:
+    """Print each request as a curl command (the token stays a shell expression); return 0."""
     import shlex
 
-    token = None
-    if client._token is not None:
-        token = "$FRIENDLI_TOKEN" if token_file is None else f"$(cat {shlex.quote(token_file)})"
     for job in jobs:
-        url, body, headers = client._prepare(operation, job.request)
-        lines = [f"curl -sS -X POST {shlex.quote(url)}"]
-        if token is not None:
+        prepared = client.prepare(job.request)
+        lines = [f"curl -sS -X POST {shlex.quote(prepared.url)}"]
+        if client.target == "dedicated" or token_file is not None:
+            token = "$FRIENDLI_TOKEN" if token_file is None else f"$(cat {shlex.quote(token_file)})"
             lines.append(f'-H "Authorization: Bearer {token}"')
-        lines += ["-H " + shlex.quote(f"{name}: {value}") for name, value in headers.items()]
-        lines.append("--data-binary " + shlex.quote(body.decode("utf-8")))
-        if job.index > 1:
-            print()
-        print(" \\\n  ".join(lines), flush=True)
+        lines += ["-H " + shlex.quote(f"{name}: {value}") for name, value in prepared.headers.items()]
+        lines.append("--data-binary " + shlex.quote(prepared.body.decode("utf-8")))
+        print(("\n" if job.index > 1 else "") + " \\\n  ".join(lines), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
