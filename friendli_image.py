@@ -23,10 +23,10 @@ import dataclasses
 import email.message
 import email.utils
 import functools
+import heapq
 import http.client
 import ipaddress
 import json
-import logging
 import math
 import os
 import pathlib
@@ -97,8 +97,16 @@ RETRYABLE_STATUS_CODES = (429, 500, 502, 503, 504)
 TARGETS = ("dedicated", "container")
 """Kinds of deployment a :class:`Client` can talk to."""
 
-logger = logging.getLogger("friendli_image")
-"""The module's logger: retries at INFO, each exchange at DEBUG; never a token or a URL's query."""
+
+def __getattr__(name: str) -> Any:
+    """``logger``: the module's :mod:`logging` logger, ``"friendli_image"`` (retries at INFO; never a token or
+    a URL's query).  Made on first use: importing logging costs a cold start about 3 ms (see README)."""
+    if name == "logger":
+        import logging
+
+        return logging.getLogger("friendli_image")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _API_PATHS = {
     ("dedicated", "generate"): "/dedicated/v1/images/generations",
@@ -296,7 +304,8 @@ def _check_number(
     except OverflowError:  # an int too large for a float
         number = math.nan if not whole else float(math.copysign(math.inf, value))
     if math.isnan(number) or (not whole and math.isinf(number)):
-        raise FriendliValidationError(f"{param} must be a{' whole' if whole else ' finite'} number, got {_short(value)}")
+        kind = "a whole" if whole else "a finite"
+        raise FriendliValidationError(f"{param} must be {kind} number, got {_short(value)}")
     if (low is not None and number < low) or (high is not None and number > high):
         bounds = f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"within [{low:g}, {high:g}]"
         raise FriendliValidationError(f"{param} must be {bounds}, got {_short(value)}")
@@ -312,7 +321,9 @@ class ModelRef:
 
     def __post_init__(self) -> None:
         for part, value in (("endpoint id", self.endpoint_id), ("adapter route", self.adapter_route)):
-            if (value is not None or part == "endpoint id") and ":" in _check_text(value, f"model {part}", identifier=True):
+            if value is None and part == "adapter route":
+                continue
+            if ":" in _check_text(value, f"model {part}", identifier=True):
                 raise FriendliValidationError(f"model {part} must not contain ':', got {_short(value)}")
 
     @classmethod
@@ -321,7 +332,8 @@ class ModelRef:
         if isinstance(value, ModelRef):
             return value
         if not isinstance(value, str) or value.count(":") > 1:
-            raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', got {_short(value)}")
+            raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', "
+                                          f"got {_short(value)}")
         endpoint, sep, adapter = value.partition(":")
         return cls(endpoint, adapter if sep else None)
 
@@ -342,7 +354,7 @@ def _decode_base64(text: str) -> bytes:
 
 def _check_size(size: int, param: str) -> None:
     if size > MAX_INPUT_IMAGE_BYTES:
-        raise FriendliValidationError(f"{param}: the image is over the API's limit of {MAX_INPUT_IMAGE_BYTES} bytes (50 MiB)")
+        raise FriendliValidationError(f"{param}: the image is over the API's limit of 50 MiB ({size} bytes)")
 
 
 def _bytes_to_data_uri(data: bytes, param: str) -> str:
@@ -350,7 +362,7 @@ def _bytes_to_data_uri(data: bytes, param: str) -> str:
     kind = _image_type(data[:16])
     if kind is None:
         raise FriendliValidationError(f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, "
-                                      "TIFF or BMP expected); pass a 'data:image/...;base64,' URI to choose it yourself")
+                                      "TIFF or BMP expected); pass a 'data:image/...;base64,' URI to choose it")
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -449,7 +461,8 @@ class ImageGenerationRequest:
                 _check_number(weight, f"controlnet_weights[{i}]", 0, 1)
             self.controlnet_weights = list(weights)
             if self.control_images is not None and len(weights) != len(self.control_images):
-                raise FriendliValidationError(f"controlnet_weights has {len(weights)} values, control_images {len(self.control_images)}")
+                raise FriendliValidationError(f"controlnet_weights has {len(weights)} values, control_images "
+                                              f"{len(self.control_images)}: they must be as many")
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON body as a dict; ``None`` fields are left out."""
@@ -483,7 +496,7 @@ class ImageEditRequest(ImageGenerationRequest):
         self.image = _image_list(self.image, "image") if is_list else _encode_image(self.image, "image")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class PreparedRequest:
     """What a call sends, except the token: ``method``, ``url``, ``headers`` and the JSON ``body``."""
 
@@ -559,7 +572,8 @@ class GeneratedImage:
                 file.write(data)
             os.replace(temporary, target)
         except OSError as exc:
-            failure = ImageSaveError(f"cannot save the image to {str(target)!r}: {exc.strerror or exc}", exc.errno, str(target))
+            failure = ImageSaveError(f"cannot save the image to {str(target)!r}: {exc.strerror or exc}", exc.errno,
+                                     str(target))
         else:
             return target
         if os.path.lexists(temporary):
@@ -589,7 +603,8 @@ class ImageGenerationResult:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            failure = ImageSaveError(f"cannot create the directory {str(folder)!r}: {exc.strerror or exc}", exc.errno, str(folder))
+            failure = ImageSaveError(f"cannot create the directory {str(folder)!r}: {exc.strerror or exc}",
+                                     exc.errno, str(folder))
         else:
             return [image.save(folder / f"{prefix}-{index}") for index, image in enumerate(self.data)]
         raise failure
@@ -662,7 +677,8 @@ class BackoffStrategy:
             if getattr(self, name) is not None or name != "jitter_ms":
                 _check_number(getattr(self, name), f"BackoffStrategy.{name}", 0)
         if self.max_elapsed_time <= 0:
-            raise FriendliValidationError(f"BackoffStrategy.max_elapsed_time must be positive, got {self.max_elapsed_time!r}")
+            raise FriendliValidationError(f"BackoffStrategy.max_elapsed_time must be positive, "
+                                          f"got {self.max_elapsed_time!r}")
 
     def delay(self, retry_index: int) -> float:
         """Seconds to sleep before retry number ``retry_index`` (0 for the first retry)."""
@@ -696,7 +712,8 @@ class RetryConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in ("backoff", "none"):
-            raise FriendliValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', got {_short(self.strategy)}")
+            raise FriendliValidationError(f"RetryConfig.strategy must be 'backoff' or 'none', "
+                                          f"got {_short(self.strategy)}")
         if self.strategy == "backoff" and self.backoff is None:
             self.backoff = _DEFAULT_BACKOFF
         if self.backoff is not None and not isinstance(self.backoff, BackoffStrategy):
@@ -755,7 +772,9 @@ def _retry_delay(policy: RetryConfig, outcome: _Outcome, retry_index: int, idemp
         asked = _retry_after(outcome.headers)
         if asked is not None:
             return asked if asked <= MAX_RETRY_AFTER else None
-    elif not outcome.retryable or not (policy.retry_read_errors or idempotent if outcome.sent else policy.retry_connection_errors):
+    elif not outcome.retryable:
+        return None
+    elif not (policy.retry_read_errors or idempotent if outcome.sent else policy.retry_connection_errors):
         return None
     return (policy.backoff or _DEFAULT_BACKOFF).delay(retry_index)
 
@@ -766,7 +785,7 @@ def _retry_delay(policy: RetryConfig, outcome: _Outcome, retry_index: int, idemp
 
 
 class _Secret:
-    """Holds a token (or a callable returning one) so that no repr, log or traceback local shows it."""
+    """Holds a token (or a callable returning one) so that no repr, log, pickle or traceback local shows it."""
 
     def __init__(self, value: Union[str, Callable[[], str]]) -> None:
         self._value = value
@@ -797,7 +816,7 @@ class _Secret:
         return "<token>"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False, eq=False)  # made on every call: only the __init__ is needed
 class _Outcome:
     """What one attempt ended with: an answer (``status`` set) or a failure (``error`` set), in safe words."""
 
@@ -813,45 +832,71 @@ class _Outcome:
 
 
 class _Deadline:
-    """Ends one attempt at its deadline: a watchdog shuts the socket down, which wakes a blocked read at
+    """Ends one attempt at its deadline: the watchdog shuts the socket down, which wakes a blocked read at
     once (a socket timeout bounds each read, but a peer trickling bytes in the TLS handshake, a CONNECT
     answer, the headers or the body would hold the attempt for ever).  ``sent``: the request went out."""
 
     def __init__(self, seconds: float) -> None:
-        self.sent = self.expired = self.done = False
+        self.at, self.sent, self.expired, self.done = time.monotonic() + seconds, False, False, False
         self.lock = threading.Lock()
         self.connection: Optional[http.client.HTTPConnection] = None
         self.socket: Optional[socket.socket] = None  # urllib drops connection.sock once headers are in
-        self.timer = threading.Timer(seconds, self.expire)
-        self.timer.daemon = True
-        self.timer.start()
+        _WATCHDOG.watch(self)
 
     def expire(self) -> None:
         with self.lock:
             sock = self.socket if self.socket is not None else self.connection.sock if self.connection else None
-            sock = None if self.done else sock
             self.expired = not self.done
-            if sock is not None:
+            if sock is not None and not self.done:
                 try:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's method: also under TLS
                 except OSError:
                     pass
 
     def finish(self) -> bool:
-        """Stop the watchdog; True when the deadline had passed."""
+        """End the watch; True when the deadline had passed."""
         with self.lock:
             self.done = True
-            self.timer.cancel()
             return self.expired
+
+
+class _Watchdog:
+    """One daemon thread that expires attempts at their deadlines (a thread each would cost more than a call)."""
+
+    def __init__(self) -> None:
+        self.wakeup = threading.Condition()
+        self.due: List[Tuple[float, int, _Deadline]] = []  # a heap: the next deadline first
+        self.thread: Optional[threading.Thread] = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self.wakeup:
+            if self.thread is None or not self.thread.is_alive():  # first use, or in a forked child
+                self.thread = threading.Thread(target=self.run, name="friendli-image-watchdog", daemon=True)
+                self.thread.start()
+            if len(self.due) > 1000:  # finished attempts wait in the heap for their deadline: drop them early
+                self.due = [entry for entry in self.due if not entry[2].done]
+                heapq.heapify(self.due)
+            heapq.heappush(self.due, (deadline.at, id(deadline), deadline))
+            if self.due[0][2] is deadline:
+                self.wakeup.notify()
+
+    def run(self) -> None:
+        with self.wakeup:
+            while True:
+                while self.due and self.due[0][0] <= time.monotonic():
+                    heapq.heappop(self.due)[2].expire()
+                self.wakeup.wait(self.due[0][0] - time.monotonic() if self.due else None)
+
+
+_WATCHDOG = _Watchdog()
 
 
 class _Connection(http.client.HTTPConnection):
     """A connection watched by its attempt's deadline; with ``tls`` it does the TLS handshake itself,
     on a socket the watchdog already sees (``HTTPSConnection`` would hide it until done)."""
 
-    def __init__(
-        self, host: str, *, deadline: _Deadline, tls: Optional[ssl.SSLContext] = None, tls_host: str = "", **kwargs: Any
-    ) -> None:
+    def __init__(self, host: str, *, deadline: _Deadline, tls: Optional[ssl.SSLContext] = None, tls_host: str = "",
+                 **kwargs: Any) -> None:
         self.default_port = 443 if tls else 80  # read by HTTPConnection.__init__ and by a proxy tunnel
         super().__init__(host, **kwargs)
         self.deadline, self.tls, self.tls_host = deadline, tls, tls_host  # tls_host: the URL's, also via a proxy
@@ -869,19 +914,24 @@ class _Connection(http.client.HTTPConnection):
         return super().getresponse()
 
 
+class _Request(urllib.request.Request):
+    deadline: _Deadline
+
+
 class _Handler(urllib.request.AbstractHTTPHandler):
-    """Opens http and https URLs with connections watched by the attempt's deadline."""
+    """Opens http and https URLs with connections watched by the request's deadline."""
 
-    def __init__(self, deadline: _Deadline, tls: Callable[[], ssl.SSLContext]) -> None:
+    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
         super().__init__()
-        self.deadline, self.tls = deadline, tls
+        self.tls = tls
 
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_Connection, req, deadline=self.deadline)  # type: ignore[arg-type]
+    def http_open(self, req: _Request) -> http.client.HTTPResponse:
+        return self.do_open(_Connection, req, deadline=req.deadline)  # type: ignore[arg-type]
 
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+    def https_open(self, req: _Request) -> http.client.HTTPResponse:
         host = urllib.parse.urlsplit(req.full_url).hostname or ""
-        return self.do_open(_Connection, req, deadline=self.deadline, tls=self.tls(), tls_host=host)  # type: ignore[arg-type]
+        tls = self.tls()
+        return self.do_open(_Connection, req, deadline=req.deadline, tls=tls, tls_host=host)  # type: ignore[arg-type]
 
     http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
 
@@ -899,22 +949,22 @@ class _Transport:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, sleep: Optional[Callable[[float], Any]] = None,
         clock: Optional[Callable[[], float]] = None,
     ) -> None:
-        if ssl_context is not None and not (
-            isinstance(ssl_context, ssl.SSLContext) and ssl_context.verify_mode == ssl.CERT_REQUIRED
-            and ssl_context.check_hostname
-        ):
-            raise FriendliValidationError(
-                "ssl_context must verify certificates and host names (CERT_REQUIRED, check_hostname); "
-                "to trust a private CA use ssl.create_default_context(cafile=...)"
-            )
-        self.timeout = _check_timeout(timeout, "timeout")
-        self.retries = _check_retries(retries) or DEFAULT_RETRY_CONFIG
+        verifies = isinstance(ssl_context, ssl.SSLContext) and ssl_context.verify_mode == ssl.CERT_REQUIRED
+        if ssl_context is not None and not (verifies and ssl_context.check_hostname):
+            raise FriendliValidationError("ssl_context must verify certificates and host names (CERT_REQUIRED, "
+                                          "check_hostname); for a private CA use create_default_context(cafile=...)")
+        self.timeout, self.retries = _check_timeout(timeout, "timeout"), _check_retries(retries) or DEFAULT_RETRY_CONFIG
         _check_number(max_response_bytes, "max_response_bytes", 1, whole=True)
         self.max_response_bytes = max_response_bytes
         agent = f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
         self.user_agent = _check_header_value(user_agent or agent, "user_agent")
-        self.sleep, self.clock = sleep, clock or time.monotonic
-        self._ssl_context = ssl_context
+        self.sleep, self.clock, self._ssl_context = sleep, clock or time.monotonic, ssl_context
+        # No redirect or error handler: every status comes back as it is.  ProxyHandler(None) reads
+        # HTTP(S)_PROXY and NO_PROXY; a request carrying credentials over plain http goes ``direct``.
+        self.proxied, self.direct = urllib.request.OpenerDirector(), urllib.request.OpenerDirector()
+        for opener, proxies in ((self.proxied, None), (self.direct, {})):
+            opener.add_handler(urllib.request.ProxyHandler(proxies))
+            opener.add_handler(_Handler(self.ssl_context))
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context for https (made on first use: loading CA certificates costs)."""
@@ -932,16 +982,14 @@ class _Transport:
         budget: ``total_timeout``, else the policy's ``max_elapsed_time``, else one attempt."""
         policy = _check_retries(retries) or self.retries
         per_attempt = self.timeout if timeout is None else _check_timeout(timeout, "timeout")
-        if total_timeout is not None:
-            budget = _check_timeout(total_timeout, "total_timeout")
-        else:
-            budget = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time / 1000 if policy.strategy == "backoff" else per_attempt
+        elapsed_ms = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time
+        budget = per_attempt if policy.strategy == "none" else elapsed_ms / 1000
+        budget = budget if total_timeout is None else _check_timeout(total_timeout, "total_timeout")
         deadline, last_answer, attempt = self.clock() + budget, None, 0
         while True:
             attempt += 1
             seconds = min(per_attempt, deadline - self.clock())
             outcome = self._attempt(method, url, body, headers or {}, token, seconds)
-            logger.debug("%s %s: %s", method, _redact_url(url), _describe(outcome))
             if outcome.error is None and 200 <= outcome.status < 300:
                 return parse(outcome, attempt)
             last_answer = outcome if outcome.error is None else last_answer
@@ -950,8 +998,11 @@ class _Transport:
                 if outcome.error is APITimeoutError and last_answer and seconds < per_attempt:
                     outcome = last_answer  # the budget, not the server, cut this attempt short: say why
                 raise _error(outcome, attempt)
+            import logging  # here: a call that never retries never pays for importing it
+
             limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
-            logger.info("retrying in %.1f s after %s (attempt %d%s)", delay, _describe(outcome), attempt + 1, limit)
+            logging.getLogger("friendli_image").info("retrying in %.1f s after %s (attempt %d%s)", delay,
+                                                     _describe(outcome), attempt + 1, limit)
             if self.sleep is None and cancel is not None:
                 cancel.wait(delay)  # wakes at once when the caller gives up
             else:
@@ -959,10 +1010,8 @@ class _Transport:
             if cancel is not None and cancel.is_set():
                 raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
-    def _attempt(
-        self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str], token: Optional[_Secret],
-        seconds: float,
-    ) -> _Outcome:
+    def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
+                 token: Optional[_Secret], seconds: float) -> _Outcome:
         """One exchange within ``seconds`` (redirects followed for GET).  The token is read here and gone when
         this returns; failures are described, not raised, so no traceback keeps the frames that held it."""
         if seconds <= 0:
@@ -971,19 +1020,17 @@ class _Transport:
         deadline, interrupted = _Deadline(seconds), False
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
-                request = urllib.request.Request(url, data=body, headers=headers, method=method)
+                request = _Request(url, data=body, headers=headers, method=method)
+                request.deadline = deadline
                 if secret:
                     request.add_unredirected_header("Authorization", "Bearer " + secret)
-                # A request carrying credentials over plain http is sent directly, never through a proxy.
                 credentials = secret or any(name.lower() == "authorization" for name in headers)
                 direct = credentials and urllib.parse.urlsplit(url).scheme == "http"
-                opener = urllib.request.OpenerDirector()  # no redirect or error handler: every status comes back
-                for handler in (urllib.request.ProxyHandler({} if direct else None), _Handler(deadline, self.ssl_context)):
-                    opener.add_handler(handler)
-                response = opener.open(request, timeout=seconds)
+                response = (self.direct if direct else self.proxied).open(request, timeout=seconds)
                 while 100 <= response.status < 200 and response.status != 101:  # 102, 103: an interim answer
                     stream, response.fp = response.fp, None  # the next answer reads on; this one must not close it
-                    response = http.client.HTTPResponse(SimpleNamespace(makefile=lambda mode: stream), method=method)  # type: ignore[arg-type]
+                    response = http.client.HTTPResponse(SimpleNamespace(makefile=lambda mode: stream),  # type: ignore
+                                                        method=method)
                     response.begin()
                 outcome = self._read(response, url, secret)
                 location = outcome.headers.get("location")
@@ -991,18 +1038,18 @@ class _Transport:
                     break
                 url = urllib.parse.urljoin(url, location)
                 if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                    outcome = _Outcome(url, error=APIConnectionError, message="redirect to a URL that is not http(s)",
-                                       sent=True, retryable=False)
+                    outcome = _Outcome(url, error=APIConnectionError, message="a redirect to a URL that is not http(s)")
                     break
             else:
-                outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects",
-                                   sent=True, retryable=False)
+                outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
+            outcome.retryable = outcome.error is None  # refusing a redirect would only be repeated
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
             outcome = _describe_exception(exc, url, secret, deadline.sent)
         if deadline.finish():
-            outcome = _Outcome(url, error=APITimeoutError, message=f"timed out after {seconds:.3g} s", sent=deadline.sent)
+            outcome = _Outcome(url, error=APITimeoutError, message=f"timed out after {seconds:.3g} s",
+                               sent=deadline.sent)
         secret, request = "", None  # type: ignore[assignment]  # nothing of the token in this frame from here on
         if interrupted:
             raise KeyboardInterrupt  # a new one: the original's traceback holds urllib's frames
@@ -1013,13 +1060,14 @@ class _Transport:
         status, headers = response.status, response.headers  # type: int, email.message.Message
         ok = 200 <= status < 300
         limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
-        invalid = functools.partial(_Outcome, url, status, error=InvalidResponseError, sent=True, retryable=False)
+        invalid = functools.partial(_Outcome, url, status, headers=headers, error=InvalidResponseError, sent=True,
+                                    retryable=False)
         too_large = f"response body is over the limit of {limit} bytes (max_response_bytes)"
         with response:
             length = response.length
             if ok and length is not None and length > limit:
-                return invalid(message=too_large, headers=headers)
-            body: Union[bytes, bytearray] = bytearray()  # grows as bytes arrive: a Content-Length is a promise, not a size to allocate
+                return invalid(message=too_large)
+            body: Union[bytes, bytearray] = bytearray()  # grows as bytes come: a Content-Length is only a promise
             while len(body) <= limit:
                 want = min(1 << 20, limit + 1 - len(body), length - len(body) if length is not None else 1 << 20)
                 chunk = response.read(want) if want > 0 else b""
@@ -1028,32 +1076,29 @@ class _Transport:
                 body += chunk
             if length is not None and len(body) < min(length, limit + 1):
                 raise http.client.IncompleteRead(b"", length - len(body))
-        if len(body) > limit:
-            if ok:
-                return invalid(message=too_large, headers=headers)
-            body = body[:limit]  # an error body is cut, not refused
+        if len(body) > limit and ok:
+            return invalid(message=too_large)
         encoding = (headers.get("content-encoding") or "identity").strip().lower()
         if ok and encoding != "identity":  # never asked for (no Accept-Encoding is sent): decode or refuse
             decoder = zlib.decompressobj(47)  # gzip or zlib-wrapped deflate, told apart by their header
             try:
-                body = bytearray(decoder.decompress(body, limit + 1)) if encoding in ("gzip", "x-gzip", "deflate") else b""
+                body = decoder.decompress(body, limit + 1) if encoding in ("gzip", "x-gzip", "deflate") else b""
             except zlib.error:
                 body = b""
-            if len(body) > limit:
-                return invalid(message=too_large, headers=headers)
-            if not decoder.eof:
-                return invalid(message=f"response body with Content-Encoding {encoding!r} cannot be decoded", headers=headers)
+            if len(body) > limit or not decoder.eof:
+                return invalid(message=too_large if len(body) > limit else f"{encoding!r} body cannot be decoded")
         if secret and any(secret in str(value) for value in headers.values()):
             headers = email.message.Message()
             for name, value in response.headers.items():
-                headers[name] = _redact(str(value), secret)
-        if not ok and secret:
-            body = _redact(body.decode("utf-8", "replace"), secret).encode("utf-8")
+                headers[name] = value.replace(secret, "[REDACTED]")
+        if not ok:  # an error body is cut, not refused, and quoted in messages: no token in it
+            body = _redact(body[:limit].decode("utf-8", "replace"), secret).encode("utf-8")
         return _Outcome(url, status, _redact(response.reason or "", secret), headers, body, sent=True)
 
     def download(self, url: str) -> bytes:
         """GET an image URL: no token, redirects followed, the client's timeout, retries and size cap."""
-        return self.request("GET", url, lambda answer, attempts: bytes(answer.body), headers=_headers(self.user_agent, "*/*"))
+        headers = _headers(self.user_agent, "*/*")
+        return self.request("GET", url, lambda answer, attempts: bytes(answer.body), headers=headers)
 
 
 def _check_timeout(value: Any, param: str) -> float:
@@ -1068,9 +1113,8 @@ def _check_retries(retries: Any) -> Optional[RetryConfig]:
     return retries
 
 
-def _headers(
-    user_agent: str, accept: str, team: Optional[str] = None, extra: Optional[Mapping[str, str]] = None
-) -> Dict[str, str]:
+def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Optional[Mapping[str, str]] = None
+             ) -> Dict[str, str]:
     """The one place request headers are built (the token is added only as the request is sent)."""
     headers = {"User-Agent": user_agent, "Accept": accept}
     if accept == "application/json":
@@ -1116,7 +1160,7 @@ def _describe_exception(exc: Exception, url: str, secret: str, sent: bool) -> _O
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return failure(error=APITimeoutError, message="timed out")
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return failure(retryable=False, message=f"TLS certificate not verified ({reason.verify_message}); to trust a "
+        return failure(retryable=False, message=f"TLS certificate not verified ({reason.verify_message}); for a "
                        "private CA pass ssl_context=ssl.create_default_context(cafile=...)")
     if isinstance(reason, (http.client.IncompleteRead, http.client.RemoteDisconnected)):
         return failure(message="the connection closed with the answer incomplete")
@@ -1127,7 +1171,8 @@ def _describe_exception(exc: Exception, url: str, secret: str, sent: bool) -> _O
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
     if isinstance(reason, (ValueError, http.client.InvalidURL)):  # its message may quote the URL, query and all
         return failure(retryable=False, message=f"the URL cannot be sent ({type(reason).__name__})")
-    return failure(retryable=isinstance(reason, (OSError, http.client.HTTPException)), message=f"connection failed: {detail}")
+    retryable = isinstance(reason, (OSError, http.client.HTTPException))
+    return failure(retryable=retryable, message=f"connection failed: {detail}")
 
 
 def _error(outcome: _Outcome, attempts: int) -> FriendliError:
@@ -1136,9 +1181,9 @@ def _error(outcome: _Outcome, attempts: int) -> FriendliError:
         return outcome.error(_describe(outcome), sent=outcome.sent, attempts=attempts)
     request_id = outcome.headers.get("x-request-id")
     if outcome.error is not None:
-        return InvalidResponseError(outcome.message, status_code=outcome.status, attempts=attempts, request_id=request_id)
-    text = outcome.body.decode("utf-8", "replace")
-    server_message = ""
+        return InvalidResponseError(outcome.message, status_code=outcome.status, attempts=attempts,
+                                    request_id=request_id)
+    text, server_message = outcome.body.decode("utf-8", "replace"), ""
     try:
         payload = json.loads(text)
     except (ValueError, RecursionError):
@@ -1174,20 +1219,18 @@ def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
     except ValueError:
         parts, port_ok = urllib.parse.urlsplit(""), False
     if parts.scheme not in ("http", "https") or not parts.hostname or not url.isascii() or not port_ok:
-        raise FriendliValidationError(f"base_url must look like https://host[:port][/path] (ASCII, port 1-65535), got {_short(url)}")
+        raise FriendliValidationError(f"base_url must look like https://host[:port][/path] (ASCII, port 1-65535), "
+                                      f"got {_short(url)}")
     if parts.query or parts.fragment:
         raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(url)}")
     host = parts.hostname
-    loopback = host == "localhost" or host.endswith(".localhost")
     try:
-        loopback = loopback or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
+        loopback = host == "localhost" or host.endswith(".localhost") or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        loopback = False
     if parts.scheme == "http" and not loopback and (target == "dedicated" or not allow_insecure_http):
-        raise FriendliValidationError(
-            f"refusing plain http:// to {host!r}: use https:// (plain http is allowed only for loopback hosts, "
-            "or for a Friendli Container with allow_insecure_http=True)"
-        )
+        raise FriendliValidationError(f"refusing plain http:// to {host!r}: use https:// (plain http is allowed only "
+                                      "for loopback hosts, or a Friendli Container with allow_insecure_http=True)")
     return url.rstrip("/")
 
 
@@ -1244,10 +1287,8 @@ class Client(_Closable):
         self.base_url = _check_base_url(base_url or DEFAULT_CONTAINER_BASE_URL, target, allow_insecure_http is True)
         self.team = None if team is None else _check_header_value(_check_text(team, "team", identifier=True), "team")
         self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
-        self._transport = _Transport(
-            timeout=timeout, retries=retries, ssl_context=ssl_context, user_agent=user_agent,
-            max_response_bytes=max_response_bytes, sleep=sleep, clock=clock,
-        )
+        self._transport = _Transport(timeout=timeout, retries=retries, ssl_context=ssl_context, user_agent=user_agent,
+                                     max_response_bytes=max_response_bytes, sleep=sleep, clock=clock)
 
     def __repr__(self) -> str:
         token = "<set>" if self._token else None
@@ -1283,13 +1324,12 @@ class Client(_Closable):
         return self.send(request, x_friendli_team=x_friendli_team, retries=retries, timeout=timeout,
                          total_timeout=total_timeout, http_headers=http_headers, cancel=cancel)
 
-    def prepare(
-        self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
-        http_headers: Optional[Mapping[str, str]] = None,
-    ) -> PreparedRequest:
+    def prepare(self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
+                http_headers: Optional[Mapping[str, str]] = None) -> PreparedRequest:
         """What :meth:`send` would send for ``request``, without the token (e.g. to show it as curl)."""
         if not isinstance(request, ImageGenerationRequest) or request.target != self.target:
-            raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for {self.target!r}")
+            raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for "
+                                          f"{self.target!r}")
         operation = "edit" if isinstance(request, ImageEditRequest) else "generate"
         team = (x_friendli_team if x_friendli_team is not None else self.team) if self.target == "dedicated" else None
         headers = _headers(self._transport.user_agent, "application/json", team, http_headers)
@@ -1315,12 +1355,10 @@ class Client(_Closable):
         own_authorization = any(name.lower() == "authorization" for name in prepared.headers)
         if self._token is None and self.target == "dedicated" and not own_authorization:
             raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
-        transport = self._transport
-        return transport.request(
-            "POST", prepared.url, lambda answer, attempts: _parse_result(answer, attempts, request, transport),
-            body=prepared.body, headers=prepared.headers, token=None if own_authorization else self._token,
-            retries=retries, timeout=timeout, total_timeout=total_timeout, cancel=cancel,
-        )
+        parse = functools.partial(_parse_result, request=request, transport=self._transport)
+        return self._transport.request("POST", prepared.url, parse, body=prepared.body, headers=prepared.headers,
+                                       token=None if own_authorization else self._token, retries=retries,
+                                       timeout=timeout, total_timeout=total_timeout, cancel=cancel)
 
 
 def generate(**kwargs: Any) -> ImageGenerationResult:
@@ -1328,7 +1366,8 @@ def generate(**kwargs: Any) -> ImageGenerationResult:
     return Client().generate(**kwargs)
 
 
-async def _in_thread(method: Callable[..., ImageGenerationResult], kwargs: Dict[str, Any], executor: Any = None) -> ImageGenerationResult:
+async def _in_thread(method: Callable[..., ImageGenerationResult], kwargs: Dict[str, Any], executor: Any = None
+                     ) -> ImageGenerationResult:
     """Await ``method(**kwargs)`` run in a worker thread; cancelling the task stops its retries."""
     import asyncio  # here, not at the top: it costs more to import than the rest of the module
 
@@ -1345,9 +1384,9 @@ class AsyncClient(_Closable):
     thread (the loop's default executor, or ``executor``).  Cancelling the awaiting task stops further
     attempts and wakes a retry sleep; an attempt in flight ends within its timeout."""
 
-    def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None, **client_options: Any) -> None:
-        self._client = Client(token, **client_options)
-        self._executor = executor
+    def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None,
+                 **client_options: Any) -> None:
+        self._client, self._executor = Client(token, **client_options), executor
 
     def __repr__(self) -> str:
         return "Async" + repr(self._client)
@@ -1365,8 +1404,6 @@ class AsyncClient(_Closable):
 # SDK-compatible facade
 # ===========================================================================
 
-_UNSET: Any = object()
-
 
 class _ImageOperations:
     """``friendli.dedicated.image`` / ``friendli.container.image`` with the SDK's keyword names."""
@@ -1376,13 +1413,13 @@ class _ImageOperations:
 
     def _method(self, operation: str, params: Dict[str, Any]) -> Callable[..., ImageGenerationResult]:
         """The client method for a call; the SDK-only names in ``params`` are translated in place."""
-        retries = params.pop("retries", _UNSET)
-        if retries is not _UNSET:  # as in the SDK: omitted means the client's policy, None means no retries
-            params["retries"] = retries if retries is not None else _NO_RETRIES
-        if params.get("timeout_ms") is not None:
-            params["timeout"] = _check_number(params["timeout_ms"], "timeout_ms") / 1000.0
-        params.pop("timeout_ms", None)
-        return getattr(self._owner._client_for(self._target, params.pop("server_url", None)), operation)  # type: ignore[no-any-return]
+        if "retries" in params and params["retries"] is None:  # as in the SDK: None means no retries (omitted:
+            params["retries"] = _NO_RETRIES  # the client's policy)
+        timeout_ms = params.pop("timeout_ms", None)
+        if timeout_ms is not None:
+            params["timeout"] = _check_number(timeout_ms, "timeout_ms") / 1000.0
+        client = self._owner._client_for(self._target, params.pop("server_url", None))
+        return client.edit if operation == "edit" else client.generate
 
     def generate(self, **params: Any) -> ImageGenerationResult:
         """Generate image(s) with the SDK's keyword names (``model``, ``prompt``, ``num_inference_steps``, ...,
@@ -1421,7 +1458,8 @@ class SyncFriendli(_Closable):
     ) -> None:
         self._token, self._team, self._server_url = (_Secret(token) if token else None), x_friendli_team, server_url
         timeout = DEFAULT_TIMEOUT if timeout_ms is None else _check_number(timeout_ms, "timeout_ms") / 1000.0
-        self._options: Dict[str, Any] = dict(retries=retry_config, timeout=timeout, allow_insecure_http=allow_insecure_http, **client_options)
+        self._options: Dict[str, Any] = dict(retries=retry_config, timeout=timeout, **client_options)
+        self._options["allow_insecure_http"] = allow_insecure_http
         self._clients: Dict[Tuple[str, Optional[str]], Client] = {}
         self._lock = threading.Lock()
         self._client_for("dedicated", None)  # bad arguments fail now, as in the SDK
@@ -1431,13 +1469,12 @@ class SyncFriendli(_Closable):
     def _client_for(self, target: str, server_url: Optional[str]) -> Client:
         """The client for a target and a call's ``server_url`` (made once, then reused)."""
         server_url = server_url or (self._server_url if target == "dedicated" else None)
+        dedicated = target == "dedicated"  # the SDK sends no token (nor team) to a container
         with self._lock:
             if (target, server_url) not in self._clients:
-                token = self._token if target == "dedicated" else None  # the SDK sends none to a container
-                self._clients[(target, server_url)] = Client(
-                    token, base_url=server_url, team=self._team if target == "dedicated" else None, target=target,
-                    **self._options,
-                )
+                self._clients[(target, server_url)] = Client(self._token if dedicated else None, base_url=server_url,
+                                                             team=self._team if dedicated else None, target=target,
+                                                             **self._options)
             return self._clients[(target, server_url)]
 
     def __repr__(self) -> str:
@@ -1536,7 +1573,7 @@ def _cli_arguments(argv: Optional[Sequence[str]]) -> Any:
     option("--overwrite", action="store_true", help="replace existing files")
     option("--json", action="store_true", help="print one JSON object per request on stdout")
     option("--dry-run", action="store_true", help="print each request as a curl command; send nothing")
-    option("-v", "--verbose", action="count", default=0, help="-v: every exchange; -vv: tracebacks too")
+    option("-v", "--verbose", action="store_true", help="show a traceback with each failure")
     option("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
     option("--team", help="team id sent as X-Friendli-Team")
     option("--token-file", metavar="PATH", help="read the API token from this file")
@@ -1722,27 +1759,30 @@ def _cli_exit_code(err: BaseException, phase: str) -> int:
     return _EXIT_NETWORK if isinstance(err, APIConnectionError) else _EXIT_API
 
 
-class _CliReporter(logging.Handler):
+class _CliReporter:
     """Tells how a run goes on stderr: each result and retry once and, on a terminal, a status line
     that messages never run into; with ``--json``, one object per request on stdout."""
 
     def __init__(self, args: Any, total: int) -> None:
-        super().__init__(logging.DEBUG if args.verbose else logging.INFO)
+        import logging
+
         self.args, self.total, self.tty = args, total, sys.stderr.isatty()
         self.screen, self.local = threading.RLock(), threading.local()
         self.codes: List[int] = []
-        self.started, self.shown, self.level_before = time.monotonic(), False, logger.level
-        logger.addHandler(self)  # the module's retry (INFO) and exchange (DEBUG) records come here
-        logger.setLevel(self.level)
+        self.started, self.shown = time.monotonic(), False
+        self.logger, self.handler = logging.getLogger("friendli_image"), logging.Handler(logging.INFO)
+        self.handler.emit = self.retried  # type: ignore[method-assign]  # the module logs each retry at INFO
+        self.level_before = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
         self.draw()
 
     def close(self) -> None:
         self.clear()
-        logger.removeHandler(self)
-        logger.setLevel(self.level_before)
-        super().close()
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level_before)
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def retried(self, record: Any) -> None:
         job = getattr(self.local, "job", None)
         self.say((f"{job.label}: " if job is not None and self.total > 1 else "") + record.getMessage())
 
@@ -1777,7 +1817,7 @@ class _CliReporter(logging.Handler):
         """Report one finished request; return its exit code (0 when it succeeded)."""
         if isinstance(outcome, FriendliError):
             self.codes.append(_cli_exit_code(outcome, phase))
-            if self.args.verbose > 1:
+            if self.args.verbose:
                 import traceback
 
                 with self.screen:
