@@ -43,7 +43,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
 
 __version__ = "1.0.0"
 
@@ -58,9 +58,7 @@ __all__ = [
     "SyncFriendli", "UnprocessableEntityError", "generate", "logger", "main",
 ]
 
-# ===========================================================================
-# Public constants
-# ===========================================================================
+# Public constants =========================================================
 
 DEFAULT_BASE_URL = "https://api.friendli.ai"
 """Where Dedicated Endpoints live; ``FRIENDLI_BASE_URL`` or ``base_url=`` override it."""
@@ -117,9 +115,7 @@ _API_PATHS = {
 _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body kept for messages and ``.body``
 _MAX_REDIRECTS = 10  # image downloads only; API calls never follow redirects
 
-# ===========================================================================
-# Errors
-# ===========================================================================
+# Errors ===================================================================
 
 
 class FriendliError(Exception):
@@ -236,14 +232,7 @@ _STATUS_ERRORS: Dict[int, Type[APIStatusError]] = {400: BadRequestError, 401: Au
     403: PermissionDeniedError, 404: NotFoundError, 422: UnprocessableEntityError, 429: RateLimitError}
 
 
-def _status_error_class(status: int) -> Type[APIStatusError]:
-    """The one place that maps an HTTP status to an error class."""
-    return InternalServerError if 500 <= status <= 599 else _STATUS_ERRORS.get(status, APIStatusError)
-
-
-# ===========================================================================
-# Data types
-# ===========================================================================
+# Data types ===============================================================
 
 if sys.version_info >= (3, 9):
     StrPath = Union[str, "os.PathLike[str]"]
@@ -263,7 +252,6 @@ _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _image_type(data: bytes) -> Optional[str]:
-    """The image type named by the first bytes of ``data`` ("png", "jpeg", ...), or None."""
     for signature, kind in _IMAGE_SIGNATURES:
         if data.startswith(signature):
             return kind
@@ -271,7 +259,6 @@ def _image_type(data: bytes) -> Optional[str]:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error messages."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
@@ -301,11 +288,11 @@ def _check_number(
     kinds = (int,) if whole else (int, float)
     try:
         number = float(value) if isinstance(value, kinds) and not isinstance(value, bool) else math.nan
-    except OverflowError:  # an int too large for a float
-        number = math.nan if not whole else float(math.copysign(math.inf, value))
-    if math.isnan(number) or (not whole and math.isinf(number)):
-        kind = "a whole" if whole else "a finite"
-        raise FriendliValidationError(f"{param} must be {kind} number, got {_short(value)}")
+    except OverflowError:  # an int too large for a float: no server takes it either
+        number = math.nan
+    if not math.isfinite(number):
+        kind = "an int that a float can hold" if whole else "a finite number"
+        raise FriendliValidationError(f"{param} must be {kind}, got {_short(value)}")
     if (low is not None and number < low) or (high is not None and number > high):
         bounds = f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"within [{low:g}, {high:g}]"
         raise FriendliValidationError(f"{param} must be {bounds}, got {_short(value)}")
@@ -565,20 +552,21 @@ class GeneratedImage:
         if not target.suffix:
             target = target.with_name(target.name + _SUFFIXES.get(_image_type(data[:16]) or "", ".bin"))
         temporary = target.with_name(f".friendli-{os.urandom(6).hex()}.part")  # short: any legal name fits
+        failure = None
         try:
-            if not overwrite and os.path.lexists(target):
-                raise FileExistsError(17, "File exists")
             with open(temporary, "xb") as file:
                 file.write(data)
-            os.replace(temporary, target)
+            (os.replace if overwrite else os.link)(temporary, target)  # a link is made only where no file is
         except OSError as exc:
             failure = ImageSaveError(f"cannot save the image to {str(target)!r}: {exc.strerror or exc}", exc.errno,
                                      str(target))
-        else:
-            return target
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        raise failure
+        try:
+            os.unlink(temporary)  # left after a link or a failure
+        except OSError:
+            pass
+        if failure is not None:
+            raise failure
+        return target
 
     def data_uri(self) -> str:
         """The image as a ``data:image/<type>;base64,...`` URI (``application/octet-stream`` when unknown)."""
@@ -633,31 +621,27 @@ def _images_in(answer: _Outcome, request: ImageGenerationRequest) -> List[Genera
     payload = json.loads(text)
     if not isinstance(payload, dict):
         raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
-    if request.target == "container" and not isinstance(payload.get("image"), str):
-        raise ValueError("'image' is missing or not a string")
-    items = payload.get("data") if request.target == "dedicated" else [{"b64_json": payload["image"]}]
+    if request.target == "container":  # the answer is the image alone
+        if not isinstance(payload.get("image"), str):
+            raise ValueError("'image' is missing or not a string")
+        return [GeneratedImage(request.seed, request.response_format or "jpeg", b64_json=payload["image"])]
+    items = payload.get("data")
     if not isinstance(items, list):
         raise ValueError("'data' is missing or not a list")
-    return [_image_from(item, f"data[{index}]", request) for index, item in enumerate(items)]
+    images = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"data[{index}] is not an object")
+        for name, kind in (("seed", int), ("response_format", str), ("url", str), ("b64_json", str)):
+            if item.get(name) is not None and (not isinstance(item[name], kind) or isinstance(item[name], bool)):
+                raise ValueError(f"data[{index}].{name} is not a{'n integer' if kind is int else ' string'}")
+        images.append(GeneratedImage(item.get("seed"), item.get("response_format") or request.response_format,
+                                     item.get("url"), item.get("b64_json")))
+        images[-1]._field = f"data[{index}]"
+    return images
 
 
-def _image_from(item: Any, field: str, request: ImageGenerationRequest) -> GeneratedImage:
-    if not isinstance(item, dict):
-        raise ValueError(f"{field} is not an object")
-    for name, kind in (("seed", int), ("response_format", str), ("url", str), ("b64_json", str)):
-        if item.get(name) is not None and (not isinstance(item[name], kind) or isinstance(item[name], bool)):
-            raise ValueError(f"{field}.{name} is not a{'n integer' if kind is int else ' string'}")
-    if request.target == "container":  # the answer is the image alone
-        field, item = "image", {"seed": request.seed, "response_format": request.response_format or "jpeg", **item}
-    image = GeneratedImage(item.get("seed"), item.get("response_format") or request.response_format, item.get("url"),
-                           item.get("b64_json"))
-    image._field = field
-    return image
-
-
-# ===========================================================================
-# Retry policy
-# ===========================================================================
+# Retry policy =============================================================
 
 
 @dataclasses.dataclass
@@ -740,7 +724,7 @@ class RetryConfig:
 
 
 DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF)
-"""Back off 0.5 s x1.5 (+ up to 1 s jitter, at most 60 s) on 429/5xx answers and unsent requests, for
+"""Back off 0.5 s x1.5 (+ up to 1 s jitter, at most 60 s) on 429/500/502/503/504 and unsent requests, for
 up to :data:`DEFAULT_TOTAL_TIMEOUT` in all: the SDK's policy, bounded instead of one hour."""
 
 _NO_RETRIES = RetryConfig("none")
@@ -779,9 +763,7 @@ def _retry_delay(policy: RetryConfig, outcome: _Outcome, retry_index: int, idemp
     return (policy.backoff or _DEFAULT_BACKOFF).delay(retry_index)
 
 
-# ===========================================================================
-# Transport: the one request path
-# ===========================================================================
+# Transport: the one request path ==========================================
 
 
 class _Secret:
@@ -807,7 +789,7 @@ class _Secret:
             raise FriendliValidationError("the API token must be printable ASCII without whitespace")
         return value
 
-    __call__ = get  # a _Secret is a token callable too (the SDK facade hands its own to Client)
+    __call__ = get  # a _Secret is a token callable too: the SDK facade hands its own to Client
 
     def __reduce__(self) -> Any:
         raise TypeError("a client holding an API token cannot be pickled or copied: make one where it is used")
@@ -914,10 +896,6 @@ class _Connection(http.client.HTTPConnection):
         return super().getresponse()
 
 
-class _Request(urllib.request.Request):
-    deadline: _Deadline
-
-
 class _Handler(urllib.request.AbstractHTTPHandler):
     """Opens http and https URLs with connections watched by the request's deadline."""
 
@@ -925,14 +903,12 @@ class _Handler(urllib.request.AbstractHTTPHandler):
         super().__init__()
         self.tls = tls
 
-    def http_open(self, req: _Request) -> http.client.HTTPResponse:
-        return self.do_open(_Connection, req, deadline=req.deadline)  # type: ignore[arg-type]
-
-    def https_open(self, req: _Request) -> http.client.HTTPResponse:
+    def http_open(self, req: Any) -> http.client.HTTPResponse:
+        tls = self.tls() if req.type == "https" else None  # "https" also through a proxy's tunnel
         host = urllib.parse.urlsplit(req.full_url).hostname or ""
-        tls = self.tls()
         return self.do_open(_Connection, req, deadline=req.deadline, tls=tls, tls_host=host)  # type: ignore[arg-type]
 
+    https_open = http_open
     http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
 
 
@@ -1020,8 +996,8 @@ class _Transport:
         deadline, interrupted = _Deadline(seconds), False
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
-                request = _Request(url, data=body, headers=headers, method=method)
-                request.deadline = deadline
+                request = urllib.request.Request(url, data=body, headers=headers, method=method)
+                request.deadline = deadline  # type: ignore[attr-defined]  # read by _Handler
                 if secret:
                     request.add_unredirected_header("Authorization", "Bearer " + secret)
                 credentials = secret or any(name.lower() == "authorization" for name in headers)
@@ -1120,7 +1096,8 @@ def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Op
     if accept == "application/json":
         headers["Content-Type"] = "application/json"
     if team is not None:
-        headers["X-Friendli-Team"] = _check_header_value(_check_text(team, "x_friendli_team", identifier=True), "team")
+        team = _check_text(team, "x_friendli_team", identifier=True)
+        headers["X-Friendli-Team"] = _check_header_value(team, "x_friendli_team")
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
@@ -1143,7 +1120,6 @@ def _redact_url(url: str) -> str:
 
 
 def _describe(outcome: _Outcome) -> str:
-    """What an attempt ended with, in a few safe words (for logs and messages)."""
     if outcome.error is None:
         return f"{outcome.status} {outcome.reason} from {_redact_url(outcome.url)}".replace("  ", " ")
     return f"{outcome.message} ({_redact_url(outcome.url)})"
@@ -1176,7 +1152,7 @@ def _describe_exception(exc: Exception, url: str, secret: str, sent: bool) -> _O
 
 
 def _error(outcome: _Outcome, attempts: int) -> FriendliError:
-    """The error an outcome ends a call with, built once and complete (a status's class from the one map)."""
+    """The error an outcome ends a call with, built once and complete."""
     if outcome.error is not None and issubclass(outcome.error, APIConnectionError):
         return outcome.error(_describe(outcome), sent=outcome.sent, attempts=attempts)
     request_id = outcome.headers.get("x-request-id")
@@ -1193,19 +1169,19 @@ def _error(outcome: _Outcome, attempts: int) -> FriendliError:
         if value:
             server_message = value if isinstance(value, str) else json.dumps(value)
             break
-    message = f"{_describe(outcome)}: {server_message or text.strip()[:200] or outcome.reason}"
+    summary = re.sub(r"[\x00-\x1f\x7f]+", " ", server_message or text.strip()[:200]).strip()  # one plain line
+    message = f"{_describe(outcome)}: {summary or outcome.reason}"
     if outcome.status in (301, 302, 303, 307, 308):
         message += " (API calls follow no redirect, so the token never goes elsewhere: check base_url)"
     message += f" [request id {request_id}]" if request_id else ""
-    return _status_error_class(outcome.status)(
+    status_error = InternalServerError if 500 <= outcome.status <= 599 else APIStatusError
+    return _STATUS_ERRORS.get(outcome.status, status_error)(
         message, status_code=outcome.status, body=text, headers=outcome.headers, server_message=server_message or
         outcome.reason, retry_after=_retry_after(outcome.headers), attempts=attempts, request_id=request_id,
     )
 
 
-# ===========================================================================
-# Client
-# ===========================================================================
+# Client ===================================================================
 
 
 def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
@@ -1400,9 +1376,7 @@ class AsyncClient(_Closable):
         return await _in_thread(self._client.edit, kwargs, self._executor)
 
 
-# ===========================================================================
-# SDK-compatible facade
-# ===========================================================================
+# SDK-compatible facade ====================================================
 
 
 class _ImageOperations:
@@ -1467,7 +1441,6 @@ class SyncFriendli(_Closable):
         self.container = SimpleNamespace(image=self._operations(self, "container"))
 
     def _client_for(self, target: str, server_url: Optional[str]) -> Client:
-        """The client for a target and a call's ``server_url`` (made once, then reused)."""
         server_url = server_url or (self._server_url if target == "dedicated" else None)
         dedicated = target == "dedicated"  # the SDK sends no token (nor team) to a container
         with self._lock:
@@ -1487,9 +1460,7 @@ class AsyncFriendli(SyncFriendli):
     _operations = _AsyncImageOperations
 
 
-# ===========================================================================
-# Command line
-# ===========================================================================
+# Command line =============================================================
 
 _EXIT_API, _EXIT_USAGE, _EXIT_AUTH, _EXIT_NETWORK, _EXIT_PARTIAL, _EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 
@@ -1499,9 +1470,9 @@ environment:
                      so the token stays out of shell history and ps)
   FRIENDLI_TEAM, FRIENDLI_BASE_URL   defaults for --team and --base-url
 
-output files: -o FILE (one request), -o DIR/ (DIR/<index>-<seed>.<ext>), or by
-  default ./[<index>-]<words-of-the-prompt>-<seed>.<ext>; an existing file is
-  never replaced unless --overwrite is given.
+output files: -o FILE (one request), -o DIR/ (DIR/[<index>-]<seed>.<ext>), or
+  by default ./[<index>-]<words-of-the-prompt>-<seed>.<ext> (an <index> only
+  in batches); an existing file is never replaced unless --overwrite is given.
 
 exit codes:
   0 success   1 API error or an image not saved   2 usage error (nothing sent)
@@ -1511,8 +1482,6 @@ exit codes:
 
 
 class _CliJob:
-    """One request of a run: its 1-based ``index``, validated ``request`` and a ``label`` for messages."""
-
     def __init__(self, index: int, request: ImageGenerationRequest) -> None:
         self.index, self.request, self.label = index, request, f"#{index} {_short(request.prompt, 40)}"
 
@@ -1528,9 +1497,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
     try:
         client, jobs = _cli_client(args), _cli_jobs(args)
+        _cli_check_outputs(args, jobs)
         if args.dry_run:
             return _cli_print_curl(client, jobs, args.token_file)
-        _cli_check_outputs(args, jobs)
     except FriendliError as exc:
         print(f"friendli-image: error: {_cli_describe(exc)}", file=sys.stderr)
         return _EXIT_USAGE
@@ -1653,13 +1622,19 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
 def _cli_check_outputs(args: Any, jobs: List[_CliJob]) -> None:
     """Before any traffic (an image is billed even if it cannot be saved): the output directory exists
     or is made, and no file whose name is known already would be replaced without --overwrite."""
-    paths = [_cli_path(args, job, len(jobs), 0, job.request.seed) for job in jobs]
+    suffixes = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}  # known before the call: the format asked for
+    paths = []
+    for job in jobs:
+        path = _cli_path(args, job, len(jobs), 0, job.request.seed)
+        suffix = suffixes.get(job.request.response_format or "")
+        named = job.request.seed is not None or _cli_output_file(args, len(jobs))  # else the server's seed names it
+        paths.append(path.with_name(path.name + suffix) if suffix and named and not path.suffix else path)
     if len(jobs) > 1 and args.output and pathlib.Path(args.output).suffix and not os.path.isdir(args.output):
         raise FriendliValidationError(f"-o {args.output} names a file, but {len(jobs)} requests will be made: "
                                       "give a directory (e.g. -o out/)")
-    directory = pathlib.Path(args.output or ".")
     try:
-        (directory.parent if _cli_output_file(args, len(jobs)) else directory).mkdir(parents=True, exist_ok=True)
+        if not args.dry_run:
+            paths[0].parent.mkdir(parents=True, exist_ok=True)  # the directory -o names, or that of its file
     except OSError as exc:
         raise FriendliValidationError(f"cannot create a directory for {args.output!r}: {exc.strerror or exc}") from None
     taken = [path for path in paths if path.suffix and os.path.lexists(path)]
@@ -1679,10 +1654,15 @@ def _cli_path(args: Any, job: _CliJob, jobs: int, number: int, seed: Optional[in
     extra, output, file = [str(number + 1)] if number else [], args.output, _cli_output_file(args, jobs)
     if file is not None:
         return file.with_name("-".join([file.stem] + extra) + file.suffix)
-    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in job.request.prompt.lower()).split()
-    parts = [f"{job.index:03d}"] if jobs > 1 else []
-    parts += [] if output is not None else ["-".join(words)[:40].strip("-") or "image"]
-    return pathlib.Path(output or ".") / "-".join(parts + ([str(seed)] if seed is not None else []) + extra)
+    slug = ""  # the prompt's first words, at most 40 characters
+    for word in "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in job.request.prompt.lower()).split():
+        if len(slug) + len(word) >= 40:
+            slug = slug or word[:40]
+            break
+        slug = f"{slug}-{word}" if slug else word
+    parts = ([f"{job.index:03d}"] if jobs > 1 else []) + ([] if output is not None else [slug or "image"])
+    parts += ([str(seed)] if seed is not None else []) + extra
+    return pathlib.Path(output or ".") / ("-".join(parts) or "image")
 
 
 def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliReporter) -> int:
@@ -1714,6 +1694,7 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         while not stop.is_set():
             with lock:
                 job = next(pending, None)
+                reporter.taken.add(job.index if job else 0)
             if job is None:
                 break
             results.put(run(job))
@@ -1750,15 +1731,6 @@ def _cli_describe(err: BaseException) -> str:
     return (str(err) if plain else f"{type(err).__name__}: {err}") + hint
 
 
-def _cli_exit_code(err: BaseException, phase: str) -> int:
-    """The exit code of an error while sending a "request" or saving an "image"."""
-    if isinstance(err, FriendliValidationError):
-        return _EXIT_USAGE
-    if phase == "request" and isinstance(err, (AuthenticationError, PermissionDeniedError)):
-        return _EXIT_AUTH  # an image host's 401/403 is that image's failure, not the token's
-    return _EXIT_NETWORK if isinstance(err, APIConnectionError) else _EXIT_API
-
-
 class _CliReporter:
     """Tells how a run goes on stderr: each result and retry once and, on a terminal, a status line
     that messages never run into; with ``--json``, one object per request on stdout."""
@@ -1768,7 +1740,8 @@ class _CliReporter:
 
         self.args, self.total, self.tty = args, total, sys.stderr.isatty()
         self.screen, self.local = threading.RLock(), threading.local()
-        self.codes: List[int] = []
+        self.codes: Dict[int, int] = {}  # the exit code of each finished request, by index
+        self.taken: Set[int] = set()  # the requests a worker took (sent, or being sent)
         self.started, self.shown = time.monotonic(), False
         self.logger, self.handler = logging.getLogger("friendli_image"), logging.Handler(logging.INFO)
         self.handler.emit = self.retried  # type: ignore[method-assign]  # the module logs each retry at INFO
@@ -1801,7 +1774,7 @@ class _CliReporter:
 
     def draw(self) -> None:
         """On a terminal, (re)draw the status line: how long one image waits, or a batch's counts."""
-        done, failed, elapsed = len(self.codes), sum(map(bool, self.codes)), time.monotonic() - self.started
+        done, failed, elapsed = len(self.codes), sum(map(bool, self.codes.values())), time.monotonic() - self.started
         line = f"{done}/{self.total} done, {failed} failed, {self.total - done} left, {elapsed:.0f} s"
         if self.total == 1:
             line = f"waiting for the image: {elapsed:.0f} s"
@@ -1813,10 +1786,13 @@ class _CliReporter:
                 sys.stderr.flush()
                 self.shown = True
 
-    def record(self, job: _CliJob, outcome: Any, phase: str) -> int:
-        """Report one finished request; return its exit code (0 when it succeeded)."""
+    def record(self, job: _CliJob, outcome: Any, phase: str) -> None:
+        """Report one finished request and keep its exit code (0 when it succeeded)."""
         if isinstance(outcome, FriendliError):
-            self.codes.append(_cli_exit_code(outcome, phase))
+            code = _EXIT_NETWORK if isinstance(outcome, APIConnectionError) else _EXIT_API
+            if phase == "request" and isinstance(outcome, (AuthenticationError, PermissionDeniedError)):
+                code = _EXIT_AUTH  # an image host's 401/403 is that image's failure, not the token's
+            self.codes[job.index] = code
             if self.args.verbose:
                 import traceback
 
@@ -1829,7 +1805,7 @@ class _CliReporter:
                      "message": str(outcome), "request_id": outcome.request_id, "attempts": outcome.attempts}
             payload: Dict[str, Any] = {"ok": False, "error": error}
         else:
-            self.codes.append(0)
+            self.codes[job.index] = 0
             saved, request_id = outcome
             for path, image in saved:
                 self.say(f"saved {path}" + ("" if image.seed is None else f" (seed {image.seed})"))
@@ -1838,22 +1814,26 @@ class _CliReporter:
         if self.args.json:
             print(json.dumps({"index": job.index, "prompt": job.request.prompt, **payload}), flush=True)
         self.draw()
-        return self.codes[-1]
 
     def finish(self, jobs: List[_CliJob]) -> int:
-        """Print a batch's summary (and, with --json, a record for each request not sent); return the exit code."""
-        failed = [code for code in self.codes if code]
-        for job in jobs[len(self.codes):] if self.args.json else ():
-            error = {"type": "NotSent", "status": None, "message": "not sent: the run stopped before it",
+        """Print a batch's summary (and, with --json, a record of each request not done); return the exit code."""
+        failed = [code for code in self.codes.values() if code]
+        unfinished = [job for job in jobs if job.index not in self.codes]
+        for job in unfinished if self.args.json else ():
+            kind = "Interrupted" if job.index in self.taken else "NotSent"  # sent, or never sent
+            error = {"type": kind, "status": None, "message": f"{kind}: the run stopped before this request ended",
                      "request_id": None, "attempts": 0}
             print(json.dumps({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error}))
         if self.total > 1:
-            not_sent = f", {self.total - len(self.codes)} not sent" if len(self.codes) < self.total else ""
-            self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed"
-                     f"{not_sent} in {time.monotonic() - self.started:.1f} s")
+            cut = sum(job.index in self.taken for job in unfinished)
+            left = f", {len(unfinished) - cut} not sent" if len(unfinished) > cut else ""
+            left += f", {cut} interrupted" if cut else ""
+            self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"
+                     f" in {time.monotonic() - self.started:.1f} s")
         if not failed:
-            return 0 if len(self.codes) == self.total else _EXIT_PARTIAL
-        return failed[0] if len(failed) == len(self.codes) else _EXIT_PARTIAL  # all that ran failed: say why
+            return 0 if not unfinished else _EXIT_PARTIAL
+        first = self.codes[min(index for index, code in self.codes.items() if code)]
+        return first if len(failed) == len(self.codes) else _EXIT_PARTIAL  # all that ran failed: say why
 
 
 def _cli_print_curl(client: Client, jobs: List[_CliJob], token_file: Optional[str]) -> int:

@@ -5614,13 +5614,29 @@ def test_cli_a_batch_keeps_an_existing_file_and_saves_the_others(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
 ) -> None:
     (cli_env / "out").mkdir()
-    (cli_env / "out" / "002-11.png").write_bytes(b"old")
-    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "3", "--seed", "10", "-o", "out")
+    (cli_env / "out" / "002-1234.png").write_bytes(b"old")  # its name is known only from the server's seed
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "3", "-o", "out", "--concurrency", "1")
     assert code == 5
-    assert (cli_env / "out" / "002-11.png").read_bytes() == b"old"
-    assert (cli_env / "out" / "001-10.png").read_bytes() == PNG and (cli_env / "out" / "003-12.png").read_bytes() == PNG
-    assert err.count("002-11.png") == 1 and "2 of 3 requests succeeded, 1 failed" in err
-    assert cli_leftovers(cli_env) == []
+    assert (cli_env / "out" / "002-1234.png").read_bytes() == b"old"
+    assert (cli_env / "out" / "001-1234.png").read_bytes() == PNG and (cli_env / "out" / "003-1234.png").read_bytes() == PNG
+    assert err.count("002-1234.png") == 1 and "2 of 3 requests succeeded, 1 failed" in err
+    assert "--overwrite" in err and cli_leftovers(cli_env) == []
+
+
+@pytest.mark.parametrize("args, existing", [
+    (["-n", "3", "--seed", "10", "-o", "out/"], os.path.join("out", "002-11.png")),  # the seed and format name it
+    (["--seed", "7", "-o", "out/"], os.path.join("out", "7.png")),
+    (["--seed", "7"], "a-fox-7.png"),
+    (["-o", "fox", "--format", "jpeg"], "fox.jpg"),  # -o FILE without a suffix: the format's
+], ids=["batch", "directory", "default-name", "file-without-suffix"])
+def test_cli_a_name_known_before_sending_is_checked_before_sending(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, args: List[str], existing: str
+) -> None:
+    (cli_env / "out").mkdir()
+    (cli_env / existing).write_bytes(b"old")
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", *args)
+    assert code == 2 and api.requests == [] and "--overwrite" in err
+    assert (cli_env / existing).read_bytes() == b"old"
 
 
 # -- every API parameter has a flag ------------------------------------------------------------------------------
