@@ -43,7 +43,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 __version__ = "1.0.0"
 
@@ -54,7 +54,7 @@ __all__ = [
     "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage", "ImageEditRequest",
     "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError", "InternalServerError",
     "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef", "NotFoundError",
-    "PermissionDeniedError", "PreparedRequest", "RateLimitError", "RetryConfig", "SDKError", "StrPath",
+    "PermissionDeniedError", "RateLimitError", "RetryConfig", "SDKError", "StrPath",
     "SyncFriendli", "UnprocessableEntityError", "generate", "logger", "main",
 ]
 
@@ -481,16 +481,6 @@ class ImageEditRequest(ImageGenerationRequest):
             raise FriendliValidationError("image is required for an edit")
         is_list = isinstance(self.image, (list, tuple))
         self.image = _image_list(self.image, "image") if is_list else _encode_image(self.image, "image")
-
-
-@dataclasses.dataclass
-class PreparedRequest:
-    """What a call sends, except the token: ``method``, ``url``, ``headers`` and the JSON ``body``."""
-
-    method: str
-    url: str
-    headers: Dict[str, str]
-    body: bytes
 
 
 @dataclasses.dataclass(repr=False)
@@ -1300,23 +1290,6 @@ class Client(_Closable):
         return self.send(request, x_friendli_team=x_friendli_team, retries=retries, timeout=timeout,
                          total_timeout=total_timeout, http_headers=http_headers, cancel=cancel)
 
-    def prepare(self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
-                http_headers: Optional[Mapping[str, str]] = None) -> PreparedRequest:
-        """What :meth:`send` would send for ``request``, without the token (e.g. to show it as curl)."""
-        if not isinstance(request, ImageGenerationRequest) or request.target != self.target:
-            raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for "
-                                          f"{self.target!r}")
-        operation = "edit" if isinstance(request, ImageEditRequest) else "generate"
-        team = (x_friendli_team if x_friendli_team is not None else self.team) if self.target == "dedicated" else None
-        headers = _headers(self._transport.user_agent, "application/json", team, http_headers)
-        try:
-            body = request.to_json()
-        except (ValueError, TypeError) as exc:  # a field changed after validation (UnicodeEncodeError is a ValueError)
-            problem = f"the request cannot be sent as JSON ({type(exc).__name__}): build it again to validate it"
-        else:
-            return PreparedRequest("POST", self.base_url + _API_PATHS[(self.target, operation)], headers, body)
-        raise FriendliValidationError(problem)
-
     def send(
         self, request: ImageGenerationRequest, *, x_friendli_team: Optional[str] = None,
         retries: Optional[RetryConfig] = None, timeout: Optional[float] = None, total_timeout: Optional[float] = None,
@@ -1327,14 +1300,26 @@ class Client(_Closable):
         ``retries``, ``timeout`` (seconds per attempt), ``total_timeout`` (seconds for the whole call,
         sleeps included) and ``x_friendli_team`` override the client's; ``http_headers`` adds headers (an
         ``Authorization`` replaces the token); setting ``cancel`` stops retrying and wakes a retry sleep."""
-        prepared = self.prepare(request, x_friendli_team=x_friendli_team, http_headers=http_headers)
-        own_authorization = any(name.lower() == "authorization" for name in prepared.headers)
+        if not isinstance(request, ImageGenerationRequest) or request.target != self.target:
+            raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for "
+                                          f"{self.target!r}")
+        team = (x_friendli_team if x_friendli_team is not None else self.team) if self.target == "dedicated" else None
+        headers = _headers(self._transport.user_agent, "application/json", team, http_headers)
+        own_authorization = any(name.lower() == "authorization" for name in headers)
         if self._token is None and self.target == "dedicated" and not own_authorization:
             raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
-        parse = functools.partial(_parse_result, request=request, transport=self._transport)
-        return self._transport.request("POST", prepared.url, parse, body=prepared.body, headers=prepared.headers,
-                                       token=None if own_authorization else self._token, retries=retries,
-                                       timeout=timeout, total_timeout=total_timeout, cancel=cancel)
+        try:
+            body = request.to_json()
+        except (ValueError, TypeError) as exc:  # a field changed after validation (UnicodeEncodeError is a ValueError)
+            problem = f"the request cannot be sent as JSON ({type(exc).__name__}): build it again to validate it"
+        else:
+            operation = "edit" if isinstance(request, ImageEditRequest) else "generate"
+            url = self.base_url + _API_PATHS[self.target, operation]
+            parse = functools.partial(_parse_result, request=request, transport=self._transport)
+            return self._transport.request("POST", url, parse, body=body, headers=headers, retries=retries,
+                                           token=None if own_authorization else self._token, timeout=timeout,
+                                           total_timeout=total_timeout, cancel=cancel)
+        raise FriendliValidationError(problem)
 
 
 def generate(**kwargs: Any) -> ImageGenerationResult:
@@ -1465,10 +1450,8 @@ class AsyncFriendli(SyncFriendli):
 _EXIT_API, _EXIT_USAGE, _EXIT_AUTH, _EXIT_NETWORK, _EXIT_PARTIAL, _EXIT_INTERRUPTED = 1, 2, 3, 4, 5, 130
 
 _CLI_EPILOG = """\
-environment:
-  FRIENDLI_TOKEN     the API token (or --token-file; there is no --token option,
-                     so the token stays out of shell history and ps)
-  FRIENDLI_TEAM, FRIENDLI_BASE_URL   defaults for --team and --base-url
+environment: FRIENDLI_TOKEN, the API token (or --token-file: no --token option,
+  which would show in shell history and ps); FRIENDLI_TEAM; FRIENDLI_BASE_URL
 
 output files: -o FILE (one request), -o DIR/ (DIR/[<index>-]<seed>.<ext>), or
   by default ./[<index>-]<words-of-the-prompt>-<seed>.<ext> (an <index> only
@@ -1487,10 +1470,8 @@ class _CliJob:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line (``friendli-image``, ``python friendli_image.py``); return the exit code.
-
-    A usage error prints why and returns 2 (no SystemExit); ``--help`` lists every exit code.
-    """
+    """Run the command line (``friendli-image``, ``python friendli_image.py``); return the exit code (a usage
+    error prints why and returns 2, no SystemExit; ``--help`` lists every exit code)."""
     try:
         args = _cli_arguments(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2): argparse said why
@@ -1498,8 +1479,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         client, jobs = _cli_client(args), _cli_jobs(args)
         _cli_check_outputs(args, jobs)
-        if args.dry_run:
-            return _cli_print_curl(client, jobs, args.token_file)
     except FriendliError as exc:
         print(f"friendli-image: error: {_cli_describe(exc)}", file=sys.stderr)
         return _EXIT_USAGE
@@ -1541,7 +1520,6 @@ def _cli_arguments(argv: Optional[Sequence[str]]) -> Any:
     option("-o", "--output", metavar="PATH", help="file for one request, directory for several")
     option("--overwrite", action="store_true", help="replace existing files")
     option("--json", action="store_true", help="print one JSON object per request on stdout")
-    option("--dry-run", action="store_true", help="print each request as a curl command; send nothing")
     option("-v", "--verbose", action="store_true", help="show a traceback with each failure")
     option("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
     option("--team", help="team id sent as X-Friendli-Team")
@@ -1616,53 +1594,42 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
                                        controlnet_weights=args.controlnet_weight, **fields)
     seeds = [None if args.seed is None else args.seed + copy for copy in range(args.n)]
     requests = [dataclasses.replace(first, prompt=prompt, seed=seed) for prompt in prompts for seed in seeds]
+    output = args.output  # the file it names, for one request and no directory:
+    one_file = output and len(requests) == 1 and not output.endswith(("/", os.sep)) and not os.path.isdir(output)
+    args.file = pathlib.Path(output) if one_file else None
     return [_CliJob(index, request) for index, request in enumerate(requests, 1)]
 
 
 def _cli_check_outputs(args: Any, jobs: List[_CliJob]) -> None:
     """Before any traffic (an image is billed even if it cannot be saved): the output directory exists
     or is made, and no file whose name is known already would be replaced without --overwrite."""
-    suffixes = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}  # known before the call: the format asked for
-    paths = []
-    for job in jobs:
-        path = _cli_path(args, job, len(jobs), 0, job.request.seed)
-        suffix = suffixes.get(job.request.response_format or "")
-        named = job.request.seed is not None or _cli_output_file(args, len(jobs))  # else the server's seed names it
-        paths.append(path.with_name(path.name + suffix) if suffix and named and not path.suffix else path)
     if len(jobs) > 1 and args.output and pathlib.Path(args.output).suffix and not os.path.isdir(args.output):
         raise FriendliValidationError(f"-o {args.output} names a file, but {len(jobs)} requests will be made: "
                                       "give a directory (e.g. -o out/)")
     try:
-        if not args.dry_run:
-            paths[0].parent.mkdir(parents=True, exist_ok=True)  # the directory -o names, or that of its file
+        _cli_path(args, jobs[0], len(jobs), 0, None).parent.mkdir(parents=True, exist_ok=True)  # -o's directory
     except OSError as exc:
         raise FriendliValidationError(f"cannot create a directory for {args.output!r}: {exc.strerror or exc}") from None
-    taken = [path for path in paths if path.suffix and os.path.lexists(path)]
-    if taken and not args.overwrite:
-        raise FriendliValidationError(f"{taken[0]} exists; pass --overwrite to replace it")
-
-
-def _cli_output_file(args: Any, jobs: int) -> Optional[pathlib.Path]:
-    """The file -o names (one request and no directory named), else None."""
-    output = args.output
-    single = output is not None and jobs == 1 and not output.endswith(("/", os.sep)) and not os.path.isdir(output)
-    return pathlib.Path(output) if single else None
+    suffixes = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}  # the format asked for names the file before the call
+    for job in jobs if not args.overwrite else ():
+        path = _cli_path(args, job, len(jobs), 0, job.request.seed)
+        suffix = suffixes.get(job.request.response_format or "")
+        if not path.suffix and suffix and (job.request.seed is not None or args.file):
+            path = path.with_name(path.name + suffix)  # else the server's seed, or the image's bytes, name it
+        if path.suffix and os.path.lexists(path):
+            raise FriendliValidationError(f"{path} exists; pass --overwrite to replace it")
 
 
 def _cli_path(args: Any, job: _CliJob, jobs: int, number: int, seed: Optional[int]) -> pathlib.Path:
     """Where image ``number`` of a job goes; without a suffix, saving adds one from the image's bytes."""
-    extra, output, file = [str(number + 1)] if number else [], args.output, _cli_output_file(args, jobs)
-    if file is not None:
+    extra, file = [str(number + 1)] if number else [], args.file
+    if isinstance(file, pathlib.Path):
         return file.with_name("-".join([file.stem] + extra) + file.suffix)
-    slug = ""  # the prompt's first words, at most 40 characters
-    for word in "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in job.request.prompt.lower()).split():
-        if len(slug) + len(word) >= 40:
-            slug = slug or word[:40]
-            break
-        slug = f"{slug}-{word}" if slug else word
-    parts = ([f"{job.index:03d}"] if jobs > 1 else []) + ([] if output is not None else [slug or "image"])
+    words = "-".join("".join(c if c.isascii() and c.isalnum() else " " for c in job.request.prompt.lower()).split())
+    slug = words if len(words) <= 40 else words[:41].rpartition("-")[0] or words[:40]  # cut between words
+    parts = ([f"{job.index:03d}"] if jobs > 1 else []) + ([] if args.output is not None else [slug or "image"])
     parts += ([str(seed)] if seed is not None else []) + extra
-    return pathlib.Path(output or ".") / ("-".join(parts) or "image")
+    return pathlib.Path(args.output or ".") / ("-".join(parts) or "image")
 
 
 def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliReporter) -> int:
@@ -1677,9 +1644,10 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         reporter.local.job = job  # so that retry messages name their request
         try:
             result = client.send(job.request, total_timeout=total_timeout, cancel=stop)
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            stop.set()  # the API refused the token: no other request can succeed
+            return job, exc, "request"
         except FriendliError as exc:
-            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
-                stop.set()  # the API refused the token: no other request can succeed
             return job, exc, "request"
         if not result.data:
             return job, FriendliError("the API answered with no image"), "image"
@@ -1694,7 +1662,6 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         while not stop.is_set():
             with lock:
                 job = next(pending, None)
-                reporter.taken.add(job.index if job else 0)
             if job is None:
                 break
             results.put(run(job))
@@ -1732,8 +1699,7 @@ def _cli_describe(err: BaseException) -> str:
 
 
 class _CliReporter:
-    """Tells how a run goes on stderr: each result and retry once and, on a terminal, a status line
-    that messages never run into; with ``--json``, one object per request on stdout."""
+    """Reports a run: each result and retry once on stderr, a status line on a terminal, --json records on stdout."""
 
     def __init__(self, args: Any, total: int) -> None:
         import logging
@@ -1741,7 +1707,6 @@ class _CliReporter:
         self.args, self.total, self.tty = args, total, sys.stderr.isatty()
         self.screen, self.local = threading.RLock(), threading.local()
         self.codes: Dict[int, int] = {}  # the exit code of each finished request, by index
-        self.taken: Set[int] = set()  # the requests a worker took (sent, or being sent)
         self.started, self.shown = time.monotonic(), False
         self.logger, self.handler = logging.getLogger("friendli_image"), logging.Handler(logging.INFO)
         self.handler.emit = self.retried  # type: ignore[method-assign]  # the module logs each retry at INFO
@@ -1776,10 +1741,8 @@ class _CliReporter:
         """On a terminal, (re)draw the status line: how long one image waits, or a batch's counts."""
         done, failed, elapsed = len(self.codes), sum(map(bool, self.codes.values())), time.monotonic() - self.started
         line = f"{done}/{self.total} done, {failed} failed, {self.total - done} left, {elapsed:.0f} s"
-        if self.total == 1:
-            line = f"waiting for the image: {elapsed:.0f} s"
-        elif done and done < self.total:
-            line += f", about {elapsed / done * (self.total - done):.0f} s to go"
+        line = f"waiting for the image: {elapsed:.0f} s" if self.total == 1 else line + (
+            f", about {elapsed / done * (self.total - done):.0f} s to go" if 0 < done < self.total else "")
         with self.screen:
             if self.tty:
                 sys.stderr.write("\r\x1b[K" + line)
@@ -1796,9 +1759,7 @@ class _CliReporter:
             if self.args.verbose:
                 import traceback
 
-                with self.screen:
-                    self.clear()
-                    traceback.print_exception(type(outcome), outcome, outcome.__traceback__, file=sys.stderr)
+                self.say("".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__)).rstrip())
             where = (f"{job.label}: " if self.total > 1 else "") + ("saving: " if phase == "image" else "")
             self.say(f"error: {where}{_cli_describe(outcome)}")
             error = {"type": type(outcome).__name__, "status": getattr(outcome, "status_code", None),
@@ -1817,39 +1778,19 @@ class _CliReporter:
 
     def finish(self, jobs: List[_CliJob]) -> int:
         """Print a batch's summary (and, with --json, a record of each request not done); return the exit code."""
-        failed = [code for code in self.codes.values() if code]
-        unfinished = [job for job in jobs if job.index not in self.codes]
+        failed = [self.codes[index] for index in sorted(self.codes) if self.codes[index]]
+        unfinished = [job for job in jobs if job.index not in self.codes]  # not sent, or cut short by Ctrl-C
         for job in unfinished if self.args.json else ():
-            kind = "Interrupted" if job.index in self.taken else "NotSent"  # sent, or never sent
-            error = {"type": kind, "status": None, "message": f"{kind}: the run stopped before this request ended",
+            error = {"type": "NotDone", "status": None, "message": "the run stopped before this request ended",
                      "request_id": None, "attempts": 0}
             print(json.dumps({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error}))
         if self.total > 1:
-            cut = sum(job.index in self.taken for job in unfinished)
-            left = f", {len(unfinished) - cut} not sent" if len(unfinished) > cut else ""
-            left += f", {cut} interrupted" if cut else ""
+            left = f", {len(unfinished)} not done" if unfinished else ""
             self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"
                      f" in {time.monotonic() - self.started:.1f} s")
-        if not failed:
-            return 0 if not unfinished else _EXIT_PARTIAL
-        first = self.codes[min(index for index, code in self.codes.items() if code)]
-        return first if len(failed) == len(self.codes) else _EXIT_PARTIAL  # all that ran failed: say why
-
-
-def _cli_print_curl(client: Client, jobs: List[_CliJob], token_file: Optional[str]) -> int:
-    """Print each request as a curl command (the token stays a shell expression); return 0."""
-    import shlex
-
-    for job in jobs:
-        prepared = client.prepare(job.request)
-        lines = [f"curl -sS -X POST {shlex.quote(prepared.url)}"]
-        if client.target == "dedicated" or token_file is not None:
-            token = "$FRIENDLI_TOKEN" if token_file is None else f"$(cat {shlex.quote(token_file)})"
-            lines.append(f'-H "Authorization: Bearer {token}"')
-        lines += ["-H " + shlex.quote(f"{name}: {value}") for name, value in prepared.headers.items()]
-        lines.append("--data-binary " + shlex.quote(prepared.body.decode("utf-8")))
-        print(("\n" if job.index > 1 else "") + " \\\n  ".join(lines), flush=True)
-    return 0
+        if failed and len(failed) == len(self.codes):
+            return failed[0]  # all that ran failed: the first one says why
+        return _EXIT_PARTIAL if failed or unfinished else 0
 
 
 if __name__ == "__main__":

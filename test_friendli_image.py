@@ -1791,6 +1791,39 @@ def test_type_hints_resolve_on_every_public_class_method_and_function() -> None:
     assert hints["return"] is pathlib.Path and hints["overwrite"] is bool
 
 
+@pytest.mark.parametrize("make, name", [
+    (lambda client: client.generate(model="ep", prompt="p", num_inference_steps=10**400), "num_inference_steps"),
+    (lambda client: client.generate(model="ep", prompt="p", num_inference_steps=-(10**400)), "num_inference_steps"),
+    (lambda client: fi.RetryConfig("backoff", max_retries=-(10**400)), "max_retries"),
+    (lambda client: fi.Client(TOKEN, max_response_bytes=-(10**400)), "max_response_bytes"),
+], ids=["steps-huge", "steps-huge-negative", "max-retries", "max-response-bytes"])
+def test_an_int_too_large_for_a_float_is_a_validation_error(
+    api: FakeFriendli, client: fi.Client, make: Callable[[fi.Client], Any], name: str
+) -> None:
+    with pytest.raises(fi.FriendliValidationError, match=name):
+        make(client)
+    assert api.requests == []
+
+
+def test_an_error_body_with_line_breaks_and_escapes_makes_a_one_line_message(
+    api: FakeFriendli, client: fi.Client
+) -> None:
+    api.queue(Reply(500, body=b"line one\r\nline two\x1b[31m red", content_type="text/plain"))
+    with pytest.raises(fi.InternalServerError) as info:
+        client.generate(model="ep", prompt="p", retries=fi.RetryConfig("none"))
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value) and "line one line two" in str(info.value)
+    assert info.value.body == "line one\r\nline two\x1b[31m red"  # the body itself is kept as it came
+
+
+def test_save_without_overwrite_never_replaces_a_file(tmp_path: pathlib.Path) -> None:
+    image = fi.GeneratedImage(1, "png", b64_json=PNG_B64)
+    target = tmp_path / "x.png"
+    assert image.save(target, overwrite=False) == target and target.read_bytes() == PNG
+    with pytest.raises(fi.ImageSaveError) as info:
+        image.save(target, overwrite=False)
+    assert info.value.errno == 17 and target.read_bytes() == PNG and sorted(os.listdir(tmp_path)) == ["x.png"]
+
+
 
 import gzip
 
@@ -3424,8 +3457,6 @@ def test_secrets_no_repr_or_attribute_of_a_client_or_facade_shows_the_token(api:
         for name, value in vars(obj).items():
             assert TOKEN not in repr(value), f"{type(obj).__name__}.{name}"
     assert "<set>" in repr(client)  # says that a token is set, without it
-    prepared = client.prepare(fi.ImageGenerationRequest("ep", "p"))
-    assert TOKEN not in repr(prepared)
     # After calls (a success and an error), nothing reachable from the client holds the token but its holder.
     client.generate(model="ep", prompt="p", response_format="png")
     api.queue(echo_token_401)
@@ -4707,7 +4738,7 @@ def test_an_own_authorization_header_replaces_the_token(
     assert "fl-client-token" not in json.dumps(seen.headers)
 
 
-# -- prepare and send -------------------------------------------------------------------------------
+# -- send -----------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -4717,28 +4748,17 @@ def test_an_own_authorization_header_replaces_the_token(
         pytest.param(lambda: fi.ImageEditRequest("ep-1", "a fox", image=PNG), EDITS, id="edit"),
     ],
 )
-def test_prepare_returns_what_send_sends_without_the_token(
+def test_send_sends_a_prebuilt_request(
     api: FakeFriendli, request_factory: Callable[[], fi.ImageGenerationRequest], path: str
 ) -> None:
     client = fi.Client(TOKEN, base_url=api.url, team="team-a")
     request = request_factory()
-    prepared = client.prepare(request, http_headers={"X-Trace-Id": "t1"})
-    assert isinstance(prepared, fi.PreparedRequest)
-    assert (prepared.method, prepared.url) == ("POST", api.url + path)
-    assert not any(name.lower() == "authorization" for name in prepared.headers)
-    assert TOKEN not in repr(prepared)
-    assert prepared.headers["X-Friendli-Team"] == "team-a" and prepared.headers["X-Trace-Id"] == "t1"
-    assert prepared.headers["Content-Type"] == "application/json"
-    assert json.loads(prepared.body) == request.to_dict()
-    assert api.requests == []  # preparing sends nothing
-
     result = client.send(request, http_headers={"X-Trace-Id": "t1"})
     assert len(result.data) == 1
     (seen,) = api.requests
-    assert (seen.path, seen.body) == (path, prepared.body)
-    assert seen.headers["authorization"] == f"Bearer {TOKEN}"
-    for name, value in prepared.headers.items():
-        assert seen.headers[name.lower()] == value
+    assert seen.path == path and json.loads(seen.body) == request.to_dict()
+    assert seen.headers["authorization"] == f"Bearer {TOKEN}" and seen.headers["content-type"] == "application/json"
+    assert seen.headers["x-friendli-team"] == "team-a" and seen.headers["x-trace-id"] == "t1"
 
 
 @pytest.mark.parametrize(
@@ -4759,8 +4779,6 @@ def test_send_refuses_a_request_built_for_another_target(
     client = fi.Client(TOKEN, base_url=api.url, target=target)
     with pytest.raises(fi.FriendliValidationError, match=target):
         client.send(request_factory())
-    with pytest.raises(fi.FriendliValidationError):
-        client.prepare(request_factory())
     assert api.requests == []
 
 
@@ -5711,12 +5729,14 @@ def test_cli_container_target(api: FakeFriendli, cli_env: pathlib.Path, capsys: 
 def test_cli_allow_insecure_http_opens_plain_http_to_a_remote_container(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, allow: bool
 ) -> None:
-    code, out, err = cli_main(capsys, ["--base-url", "http://10.0.0.5:8000", "--target", "container", "a fox",
-                                       "--dry-run", *(["--allow-insecure-http"] if allow else [])])
+    # 0.0.0.0 is no loopback address to the client, yet a connection to it reaches this machine.
+    url = api.url.replace("127.0.0.1", "0.0.0.0")
+    code, out, err = cli_main(capsys, ["--base-url", url, "--target", "container", "a fox",
+                                       *(["--allow-insecure-http"] if allow else [])])
     if allow:
-        assert code == 0 and "http://10.0.0.5:8000/v1/images/generations" in out
+        assert code == 0 and cli_posted(api)[0].path == "/v1/images/generations"
     else:
-        assert code == 2 and out == "" and "use https://" in err
+        assert code == 2 and out == "" and "use https://" in err and api.requests == []
 
 
 @pytest.mark.parametrize("team", [None, "env-team"], ids=["no-team", "team"])
@@ -6033,9 +6053,13 @@ def test_cli_an_image_host_refusing_a_download_is_that_images_failure(
 def test_cli_a_refused_token_stops_a_batch(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FRIENDLI_TOKEN", "fl-wrong-token")
-    _, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "4", "--concurrency", "1")
+    _, out, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "4", "--concurrency", "1", "--json")
     assert len(cli_posted(api)) == 1  # later prompts are not sent (the exit code is checked below)
-    assert err.count("AuthenticationError: 401") == 1 and "3 not sent" in err
+    assert err.count("AuthenticationError: 401") == 1 and "3 not done" in err
+    records = [json.loads(line) for line in out.splitlines()]  # --json: one record for each request, sent or not
+    assert [(r["index"], r["ok"], r["error"]["type"]) for r in records] == [
+        (1, False, "AuthenticationError"), (2, False, "NotDone"), (3, False, "NotDone"), (4, False, "NotDone")]
+    assert records[1]["error"]["attempts"] == 0 and records[1]["error"]["status"] is None
 
 
 def test_cli_a_refused_token_ends_a_batch_with_exit_3(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
@@ -6043,7 +6067,7 @@ def test_cli_a_refused_token_ends_a_batch_with_exit_3(api: FakeFriendli, cli_env
     monkeypatch.setenv("FRIENDLI_TOKEN", "fl-wrong-token")
     code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "6", "--concurrency", "1")
     assert code == 3 and len(cli_posted(api)) < 6  # the batch stopped
-    assert " not sent in " in err
+    assert " not done in " in err
 
 
 def test_cli_an_answer_without_images_is_not_a_silent_success(
@@ -6145,69 +6169,13 @@ def test_cli_help_fits_80_columns_and_lists_the_exit_codes(capsys: Any, monkeypa
     assert [line for line in out.splitlines() if len(line) > 80] == []
     for flag in ("--model", "--steps", "--guidance-scale", "--seed", "--format", "--control-image",
                  "--controlnet-weight", "--edit-image", "--prompts", "--concurrency", "--output", "--overwrite",
-                 "--json", "--dry-run", "--verbose", "--base-url", "--team", "--token-file", "--target",
+                 "--json", "--verbose", "--base-url", "--team", "--token-file", "--target",
                  "--allow-insecure-http", "--timeout", "--total-timeout", "--max-retries", "--no-retries"):
         assert flag in out
     codes = " ".join(out.split("exit codes:")[1].split("\n\n")[0].split())
     for expected in ("0 success", "1 API error or an image not saved", "2 usage error", "3 token refused",
                      "4 network error or timeout", "5 some requests of a batch failed", "130 interrupted"):
         assert expected in codes
-
-
-# -- --dry-run ---------------------------------------------------------------------------------------------------
-
-
-def cli_curl_parts(command: str) -> Tuple[List[str], List[str], Any]:
-    """(words, -H values, parsed JSON body) of one printed curl command."""
-    words = shlex.split(command)
-    headers = [words[i + 1] for i, word in enumerate(words) if word == "-H"]
-    return words, headers, json.loads(words[words.index("--data-binary") + 1])
-
-
-def test_cli_dry_run_prints_curl_and_sends_nothing(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any) -> None:
-    prompt = "it's a \"quoted\" $HOME `fox`"
-    code, out, err = cli_run(api, capsys, "-m", "ep:ad", prompt, "--seed", "3", "--team", "t1", "--dry-run")
-    assert code == 0 and err == ""
-    assert api.requests == [] and cli_files(cli_env) == []
-    words, headers, body = cli_curl_parts(out)
-    assert words[:5] == ["curl", "-sS", "-X", "POST", api.url + API_GENERATIONS_PATH]
-    assert headers[0] == "Authorization: Bearer $FRIENDLI_TOKEN"  # the shell expands it; never printed
-    assert "X-Friendli-Team: t1" in headers and "Content-Type: application/json" in headers
-    assert body == {"model": "ep:ad", "prompt": prompt, "num_inference_steps": 20, "seed": 3, "response_format": "png"}
-
-
-def test_cli_dry_run_of_a_batch_prints_one_command_per_request(
-    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
-) -> None:
-    code, out, _ = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "--seed", "1", "--dry-run")
-    assert code == 0 and api.requests == []
-    commands = out.strip().split("\n\n")
-    assert len(commands) == 2 and all(command.startswith("curl ") for command in commands)
-    assert [cli_curl_parts(command)[2]["seed"] for command in commands] == [1, 2]
-
-
-@pytest.mark.parametrize("args, authorization", [
-    (["-m", "ep", "--token-file", "tok"], "Authorization: Bearer $(cat tok)"),
-    (["--target", "container"], None),  # a container without a token gets no Authorization header
-], ids=["token-file", "container"])
-def test_cli_dry_run_says_where_the_token_comes_from(
-    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, args: List[str], authorization: Optional[str]
-) -> None:
-    (cli_env / "tok").write_text(TOKEN + "\n", encoding="utf-8")
-    code, out, _ = cli_run(api, capsys, *args, "a fox", "--dry-run")
-    assert code == 0 and api.requests == []
-    headers = [h for h in cli_curl_parts(out)[1] if h.startswith("Authorization")]
-    assert headers == ([authorization] if authorization else [])
-
-
-@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("sh") is None, reason="needs curl and sh")
-def test_cli_dry_run_output_runs_as_is(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any) -> None:
-    code, out, _ = cli_run(api, capsys, "-m", "ep", "it's a fox", "--dry-run")
-    assert code == 0
-    done = subprocess.run(["sh", "-c", out], capture_output=True, text=True, timeout=30, env=cli_script_env())
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["data"][0]["seed"] == 1234  # the server accepted the token and the body
-    assert cli_posted(api)[0].json["prompt"] == "it's a fox"
 
 
 # -- the token: --token-file, never shown -------------------------------------------------------------------------
@@ -6410,3 +6378,18 @@ def test_cli_ctrl_c_during_a_batch(api: FakeFriendli, tmp_path: pathlib.Path, mo
     else:
         assert cli_files(tmp_path) == ["001-a-fox-1234.png", "002-a-fox-1234.png"]  # those in flight were kept
     assert cli_leftovers(tmp_path) == []
+
+
+def test_cli_an_image_without_a_seed_into_a_directory_is_named_image(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    api.queue(ok_json({"data": [{"b64_json": PNG_B64, "response_format": "png"}]}))
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-o", "out/")
+    assert code == 0 and (cli_env / "out" / "image.png").read_bytes() == PNG and "saved" in err
+
+
+def test_cli_a_number_too_large_for_a_float_is_a_usage_error(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "--steps", "9" * 400)
+    assert code == 2 and api.requests == [] and "num_inference_steps" in err and "Traceback" not in err
