@@ -1466,7 +1466,7 @@ exit codes:
 
 class _CliJob:
     def __init__(self, index: int, request: ImageGenerationRequest) -> None:
-        self.index, self.request, self.label = index, request, f"#{index} {_short(request.prompt, 40)}"
+        self.index, self.request, self.label = index, request, f"#{index} {request.prompt[:40]!r}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
