@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage", "ImageEditRequest",
     "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError", "InternalServerError",
     "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef", "NotFoundError",
+    "CONTAINER_RESPONSE_FORMATS", "RESPONSE_FORMATS", "RETRYABLE_STATUS_CODES", "TARGETS",
     "PermissionDeniedError", "RateLimitError", "RetryConfig", "SDKError", "StrPath",
     "SyncFriendli", "UnprocessableEntityError", "generate", "logger", "main",
 ]
@@ -240,7 +241,7 @@ if sys.version_info >= (3, 9):
 else:  # os.PathLike cannot be subscripted at run time before 3.9 (typing.get_type_hints evaluates it)
     StrPath = Union[str, os.PathLike]
 
-ImageInput = Union[str, bytes, bytearray, StrPath, Mapping[str, Any]]
+ImageInput = Union[str, bytes, bytearray, memoryview, StrPath, Mapping[str, Any]]
 """An input image: a URL, a ``data:`` URI, base64 text, bytes, a file path, or ``{"image": ...}``."""
 
 _IMAGE_SIGNATURES = (
@@ -953,6 +954,8 @@ class _Transport:
         budget = budget if total_timeout is None else _check_timeout(total_timeout, "total_timeout")
         deadline, last_answer, attempt = self.clock() + budget, None, 0
         while True:
+            if cancel is not None and cancel.is_set():
+                raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
             attempt += 1
             seconds = min(per_attempt, deadline - self.clock())
             outcome = self._attempt(method, url, body, headers or {}, token, seconds)
@@ -973,8 +976,6 @@ class _Transport:
                 cancel.wait(delay)  # wakes at once when the caller gives up
             else:
                 (self.sleep or time.sleep)(delay)
-            if cancel is not None and cancel.is_set():
-                raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
     def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
                  token: Optional[_Secret], seconds: float) -> _Outcome:
@@ -1521,7 +1522,7 @@ def _cli_arguments(argv: Optional[Sequence[str]]) -> Any:
     option("--overwrite", action="store_true", help="replace existing files")
     option("--json", action="store_true", help="print one JSON object per request on stdout")
     option("-v", "--verbose", action="store_true", help="show a traceback with each failure")
-    option("--base-url", metavar="URL", help="API base URL (default: https://api.friendli.ai)")
+    option("--base-url", metavar="URL", help="API base URL (default: $FRIENDLI_BASE_URL or the Friendli API)")
     option("--team", help="team id sent as X-Friendli-Team")
     option("--token-file", metavar="PATH", help="read the API token from this file")
     option("--target", choices=TARGETS, default="dedicated", help="dedicated (default) or container")
@@ -1585,13 +1586,13 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
     fields: Dict[str, Any] = dict(
         model=args.model, num_inference_steps=args.steps, guidance_scale=args.guidance_scale, target=args.target,
         response_format=args.format or ("png" if args.target == "dedicated" else None),
+        control_images=args.control_image, controlnet_weights=args.controlnet_weight,  # an edit refuses them
     )
     if args.edit_image:
         image = args.edit_image if len(args.edit_image) > 1 else args.edit_image[0]
         first: ImageGenerationRequest = ImageEditRequest(prompt=prompts[0], image=image, **fields)
     else:
-        first = ImageGenerationRequest(prompt=prompts[0], control_images=args.control_image,
-                                       controlnet_weights=args.controlnet_weight, **fields)
+        first = ImageGenerationRequest(prompt=prompts[0], **fields)
     seeds = [None if args.seed is None else args.seed + copy for copy in range(args.n)]
     requests = [dataclasses.replace(first, prompt=prompt, seed=seed) for prompt in prompts for seed in seeds]
     output = args.output  # the file it names, for one request and no directory:

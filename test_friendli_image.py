@@ -3047,6 +3047,14 @@ def test_one_client_shared_by_16_threads(api: FakeFriendli, monkeypatch: pytest.
     assert total_503 >= 10 and len(fake.calls) == total_503
 
 
+def test_a_call_whose_cancel_is_already_set_sends_nothing(api: FakeFriendli, client: fi.Client) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(fi.FriendliError, match="cancelled") as info:
+        client.generate(model="ep", prompt="p", cancel=cancel)
+    assert api.requests == [] and info.value.attempts == 0
+
+
 
 import traceback
 import types
@@ -6393,3 +6401,12 @@ def test_cli_a_number_too_large_for_a_float_is_a_usage_error(
 ) -> None:
     code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "--steps", "9" * 400)
     assert code == 2 and api.requests == [] and "num_inference_steps" in err and "Traceback" not in err
+
+
+def test_cli_an_edit_refuses_controlnet_flags_before_sending(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    (cli_env / "in.png").write_bytes(PNG)
+    code, _, err = cli_run(api, capsys, "-m", "ep", "make it blue", "--edit-image", "in.png",
+                           "--control-image", "in.png", "--controlnet-weight", "0.5")
+    assert code == 2 and api.requests == [] and "not part of an image edit" in err
