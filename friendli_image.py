@@ -49,14 +49,14 @@ __version__ = "1.0.0"
 
 __all__ = [
     "APIConnectionError", "APIStatusError", "APITimeoutError", "AsyncClient", "AsyncFriendli",
-    "AuthenticationError", "BackoffStrategy", "BadRequestError", "Client", "DEFAULT_BASE_URL",
-    "DEFAULT_CONTAINER_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_RETRY_CONFIG", "DEFAULT_TIMEOUT",
-    "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage", "ImageEditRequest",
-    "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError", "InternalServerError",
-    "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef", "NotFoundError",
-    "CONTAINER_RESPONSE_FORMATS", "RESPONSE_FORMATS", "RETRYABLE_STATUS_CODES", "TARGETS",
-    "PermissionDeniedError", "RateLimitError", "RetryConfig", "SDKError", "StrPath",
-    "SyncFriendli", "UnprocessableEntityError", "generate", "logger", "main",
+    "AuthenticationError", "BackoffStrategy", "BadRequestError", "CONTAINER_RESPONSE_FORMATS", "Client",
+    "DEFAULT_BASE_URL", "DEFAULT_CONTAINER_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_RETRY_CONFIG",
+    "DEFAULT_TIMEOUT", "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage",
+    "ImageEditRequest", "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError",
+    "InternalServerError", "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef",
+    "NotFoundError", "PermissionDeniedError", "RESPONSE_FORMATS", "RETRYABLE_STATUS_CODES", "RateLimitError",
+    "RetryConfig", "SDKError", "StrPath", "SyncFriendli", "TARGETS", "UnprocessableEntityError", "generate",
+    "logger", "main",
 ]
 
 # Public constants =========================================================
