@@ -164,20 +164,22 @@ class FakeFriendli:
     answers generations/edits (dedicated and container), image downloads (``/files/...``),
     or whatever a test scripted with :meth:`queue`."""
 
-    def __init__(self) -> None:
+    scheme = "http"
+
+    def __init__(self, server_class: Any = None) -> None:
         self.requests: List[Seen] = []
         self.script: Deque[Responder] = deque()
         self.lock = threading.Lock()
         self.files: Dict[str, bytes] = {"/files/image.png": PNG}
         self.images_per_request = 1
-        self.server = FakeServer(("127.0.0.1", 0), Handler)
+        self.server = (server_class or FakeServer)(("127.0.0.1", 0), Handler)
         self.server.api = self
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_port}"
 
     def reset(self) -> None:
         with self.lock:
@@ -270,11 +272,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
-def shared_api() -> Iterator[FakeFriendli]:
-    server = FakeFriendli()
-    yield server
-    server.close()
+def served(make: Callable[[], Any]) -> Callable[[], Iterator[Any]]:
+    """A fixture body: a server made by ``make``, for the fixture's scope, then closed."""
+
+    def serve() -> Iterator[Any]:
+        server = make()
+        yield server
+        server.close()
+
+    return serve
+
+
+shared_api = pytest.fixture(scope="session", name="shared_api")(served(FakeFriendli))
 
 
 @pytest.fixture
@@ -1908,11 +1917,7 @@ class RtResetServer:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def rt_reset_server() -> Iterator[RtResetServer]:
-    server = RtResetServer()
-    yield server
-    server.close()
+rt_reset_server = pytest.fixture(scope="module", name="rt_reset_server")(served(RtResetServer))
 
 
 @pytest.fixture
@@ -1929,11 +1934,7 @@ def rt_refused_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{bound.getsockname()[1]}"
 
 
-@pytest.fixture(scope="module")
-def rt_other_server() -> Iterator[FakeFriendli]:
-    server = FakeFriendli()
-    yield server
-    server.close()
+rt_other_server = pytest.fixture(scope="module", name="rt_other_server")(served(FakeFriendli))
 
 
 @pytest.fixture
@@ -3764,21 +3765,11 @@ class SecTlsServer(FakeServer):
 class SecTlsFriendli(FakeFriendli):
     """FakeFriendli over https; ``context`` (the certificate it shows) can be switched between tests."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:  # noqa: super().__init__ would start a plain server
-        self.requests = []
-        self.script = deque()
-        self.lock = threading.Lock()
-        self.context = context
-        self.connections = 0
-        self.reset()
-        self.server = SecTlsServer(("127.0.0.1", 0), Handler)
-        self.server.api = self
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+    scheme = "https"
 
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.server_port}"
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context, self.connections = context, 0
+        super().__init__(SecTlsServer)
 
     def reset(self) -> None:
         super().reset()
@@ -4031,11 +4022,7 @@ class SecProxy(socketserver.ThreadingTCPServer):
         self.server_close()
 
 
-@pytest.fixture(scope="module")
-def sec_proxy_server() -> Iterator[SecProxy]:
-    server = SecProxy()
-    yield server
-    server.close()
+sec_proxy_server = pytest.fixture(scope="module", name="sec_proxy_server")(served(SecProxy))
 
 
 @pytest.fixture
@@ -4710,10 +4697,14 @@ def test_a_token_callable_is_called_for_each_attempt(api: FakeFriendli, fake_sle
         pytest.param(None, None, None, id="no-team-no-header"),
     ],
 )
+@pytest.mark.parametrize("via", ["client", "sync-friendli"])
 def test_team_is_sent_as_x_friendli_team(
-    api: FakeFriendli, client_team: Optional[str], call_team: Optional[str], expected: Optional[str]
+    api: FakeFriendli, client_team: Optional[str], call_team: Optional[str], expected: Optional[str], via: str
 ) -> None:
-    client = fi.Client(TOKEN, base_url=api.url, team=client_team)
+    if via == "client":
+        client: Any = fi.Client(TOKEN, base_url=api.url, team=client_team)
+    else:  # the SDK facade: its constructor's x_friendli_team, then the call's
+        client = fi.SyncFriendli(token=TOKEN, server_url=api.url, x_friendli_team=client_team).dedicated.image
     client.generate(model="ep", prompt="x", x_friendli_team=call_team)
     client.edit(model="ep", prompt="x", image=PNG, x_friendli_team=call_team)
     assert [seen.headers.get("x-friendli-team") for seen in api.requests] == [expected, expected]
@@ -5110,23 +5101,6 @@ def test_sync_friendli_server_url_per_call(api: FakeFriendli) -> None:
     friendli.dedicated.image.edit(model="ep", prompt="x", image=PNG, server_url=api.url)
     assert [seen.path for seen in api.requests] == [GENERATIONS, EDITS]
     assert {seen.headers["authorization"] for seen in api.requests} == {f"Bearer {TOKEN}"}
-
-
-@pytest.mark.parametrize(
-    "constructor_team, call_team, expected",
-    [
-        pytest.param("team-c", None, "team-c", id="constructor-team-sent"),
-        pytest.param("team-c", "team-d", "team-d", id="per-call-team-overrides"),
-        pytest.param(None, "team-d", "team-d", id="per-call-team-alone"),
-        pytest.param(None, None, None, id="no-team"),
-    ],
-)
-def test_sync_friendli_x_friendli_team(
-    api: FakeFriendli, constructor_team: Optional[str], call_team: Optional[str], expected: Optional[str]
-) -> None:
-    friendli = fi.SyncFriendli(token=TOKEN, server_url=api.url, x_friendli_team=constructor_team)
-    friendli.dedicated.image.generate(model="ep", prompt="x", x_friendli_team=call_team)
-    assert api.requests[0].headers.get("x-friendli-team") == expected
 
 
 def test_sync_friendli_container_sends_no_token(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch) -> None:
