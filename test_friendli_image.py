@@ -3060,6 +3060,48 @@ def test_a_call_whose_cancel_is_already_set_sends_nothing(api: FakeFriendli, cli
 import traceback
 import types
 
+# -- edges of the transport and the client -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 203])
+def test_any_2xx_with_the_documented_body_is_a_result(api: FakeFriendli, client: fi.Client, status: int) -> None:
+    api.queue(Reply(status, {"data": [png_item()]}))
+    assert client.generate(model="ep", prompt="p").data[0].content() == PNG
+
+
+def test_a_non_json_error_body_of_200_characters_is_quoted_whole(api: FakeFriendli, client: fi.Client) -> None:
+    body = "x" * 199 + "!"
+    api.queue(Reply(400, body=body.encode(), content_type="text/plain"))
+    with pytest.raises(fi.BadRequestError) as info:
+        client.generate(model="ep", prompt="p")
+    assert str(info.value).endswith(body)
+
+
+@pytest.mark.parametrize("length, whole", [(48, True), (49, False)])
+def test_repr_shows_b64_json_whole_up_to_48_characters(length: int, whole: bool) -> None:
+    text = repr(fi.GeneratedImage(1, "png", b64_json="A" * length))
+    assert ("A" * length in text) is whole and (f"({length} chars)" in text) is not whole
+
+
+@pytest.mark.parametrize("url, ok", [
+    ("http://api.localhost:8000", True), ("http://localhost:8000", True), ("https://h/path#frag", False),
+    ("https://h/path?q=1", False),
+], ids=["dot-localhost", "localhost", "fragment", "query"])
+def test_base_url_loopback_names_and_fragments(url: str, ok: bool) -> None:
+    if ok:
+        assert fi.Client(TOKEN, base_url=url).base_url == url
+    else:
+        with pytest.raises(fi.FriendliValidationError, match="query or fragment"):
+            fi.Client(TOKEN, base_url=url)
+
+
+def test_an_empty_friendli_team_sends_no_team(api: FakeFriendli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRIENDLI_TEAM", "")
+    client = fi.Client(TOKEN, base_url=api.url)
+    client.generate(model="ep", prompt="p")
+    assert client.team is None and "x-friendli-team" not in api.requests[0].headers
+
+
 # ===========================================================================
 # Transport: secrets, TLS, proxies, fuzzing
 # ===========================================================================
@@ -6301,6 +6343,7 @@ def test_cli_on_a_terminal_a_batch_shows_done_failed_left_elapsed_and_what_is_le
     assert all(int(d) + int(left) == 3 for d, _, left, _, _ in status)
     assert ("3", "1", "0") in [s[:3] for s in status]
     assert any(s[4] for s in status if s[0] in ("1", "2"))  # an estimate once something is done and some is left
+    assert not any(s[4] for s in status if s[0] == "3")  # nothing left: no estimate
     assert text.count("friendli-image: error: #2 'two bad': BadRequestError: 400") == 1
     assert text.count("friendli-image: #3 'three': retrying ") == 1
     assert "friendli-image: 2 of 3 requests succeeded, 1 failed in " in text
@@ -6385,3 +6428,43 @@ def test_cli_an_edit_refuses_controlnet_flags_before_sending(
     code, _, err = cli_run(api, capsys, "-m", "ep", "make it blue", "--edit-image", "in.png",
                            "--control-image", "in.png", "--controlnet-weight", "0.5")
     assert code == 2 and api.requests == [] and "not part of an image edit" in err
+
+
+# -- edges of output names and exit codes ------------------------------------------------------------------------
+
+
+def test_cli_a_prompt_of_exactly_40_characters_keeps_its_last_word(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    prompt = "abcdefghij klmnopqrst uvwxyzabcd efghijk"  # words joined by '-': exactly 40 characters
+    code, _, _ = cli_run(api, capsys, "-m", "ep", prompt, "--seed", "5")
+    assert code == 0 and cli_files(cli_env) == ["abcdefghij-klmnopqrst-uvwxyzabcd-efghijk-5.png"]
+
+
+def test_cli_all_failed_exits_with_the_first_requests_code(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    api.queue(close_without_answer, Reply(400, {"detail": "bad"}))  # #1: a network error (4); #2: an API error (1)
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "--concurrency", "1")
+    assert code == 4 and "0 of 2 requests succeeded, 2 failed" in err
+
+
+def test_cli_a_save_failing_for_another_reason_gets_no_overwrite_hint(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    (cli_env / "out" / "1234.png").mkdir(parents=True)  # the name the server's seed gives is a directory
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-o", "out/", "--overwrite")
+    assert code == 1 and "cannot save the image" in err and "pass --overwrite" not in err
+
+
+def test_cli_makes_nested_output_directories(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any) -> None:
+    code, _, _ = cli_run(api, capsys, "-m", "ep", "a fox", "--seed", "3", "-o", os.path.join("new", "sub") + os.sep)
+    assert code == 0 and (cli_env / "new" / "sub" / "3.png").read_bytes() == PNG
+
+
+def test_cli_a_broken_symlink_where_the_file_goes_is_refused_before_sending(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    (cli_env / "a-fox-7.png").symlink_to(cli_env / "nowhere.png")
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "--seed", "7")
+    assert code == 2 and api.requests == [] and "--overwrite" in err
