@@ -875,7 +875,7 @@ class _Connection(http.client.HTTPConnection):
         self.deadline, self.tls, self.tls_host = deadline, tls, tls_host  # tls_host: the URL's, also via a proxy
 
     def connect(self) -> None:
-        self.deadline.connection = self
+        self.deadline.connection, self.deadline.socket = self, None  # a redirect hop's own connection from now
         super().connect()  # TCP, and a proxy's CONNECT when tunnelling
         if self.tls is not None:
             self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host, do_handshake_on_connect=False)
