@@ -23,8 +23,8 @@ import dataclasses
 import email.message
 import email.utils
 import functools
-import heapq
 import http.client
+import io
 import ipaddress
 import json
 import math
@@ -805,68 +805,47 @@ class _Outcome:
 
 
 class _Deadline:
-    """Ends one attempt at its deadline: the watchdog shuts the socket down, which wakes a blocked read at
-    once (a socket timeout bounds each read, but a peer trickling bytes in the TLS handshake, a CONNECT
-    answer, the headers or the body would hold the attempt for ever).  ``sent``: the request went out."""
+    """The end of one attempt.  Every blocking step (connect, a proxy's CONNECT, the TLS handshake, each send
+    and each read) may take only the time left, so a peer trickling bytes cannot stretch the attempt (a plain
+    socket timeout bounds each read alone).  ``sent``: the whole request went out."""
 
     def __init__(self, seconds: float) -> None:
-        self.at, self.sent, self.expired, self.done = time.monotonic() + seconds, False, False, False
-        self.lock = threading.Lock()
-        self.connection: Optional[http.client.HTTPConnection] = None
-        self.socket: Optional[socket.socket] = None  # urllib drops connection.sock once headers are in
-        _WATCHDOG.watch(self)
+        self.seconds, self.at, self.sent = seconds, time.monotonic() + seconds, False
 
-    def expire(self) -> None:
-        with self.lock:
-            sock = self.socket if self.socket is not None else self.connection.sock if self.connection else None
-            self.expired = not self.done
-            if sock is not None and not self.done:
-                try:
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's method: also under TLS
-                except OSError:
-                    pass
-
-    def finish(self) -> bool:
-        """End the watch; True when the deadline had passed."""
-        with self.lock:
-            self.done = True
-            return self.expired
+    def left(self) -> float:
+        """Seconds left, or ``socket.timeout`` when there are none."""
+        seconds = self.at - time.monotonic()
+        if seconds <= 0:
+            raise socket.timeout("timed out")
+        return seconds
 
 
-class _Watchdog:
-    """One daemon thread that expires attempts at their deadlines (a thread each would cost more than a call)."""
+class _TimedReader(io.RawIOBase):
+    """A connection's socket as an answer is read from it, each read bounded by the time left."""
 
-    def __init__(self) -> None:
-        self.wakeup = threading.Condition()
-        self.due: List[Tuple[float, int, _Deadline]] = []  # a heap: the next deadline first
-        self.thread: Optional[threading.Thread] = None
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        super().__init__()
+        self.sock, self.stream, self.deadline = sock, sock.makefile("rb", buffering=0), deadline
 
-    def watch(self, deadline: _Deadline) -> None:
-        with self.wakeup:
-            if self.thread is None or not self.thread.is_alive():  # first use, or in a forked child
-                self.thread = threading.Thread(target=self.run, name="friendli-image-watchdog", daemon=True)
-                self.thread.start()
-            if len(self.due) > 1000:  # finished attempts wait in the heap for their deadline: drop them early
-                self.due = [entry for entry in self.due if not entry[2].done]
-                heapq.heapify(self.due)
-            heapq.heappush(self.due, (deadline.at, id(deadline), deadline))
-            if self.due[0][2] is deadline:
-                self.wakeup.notify()
+    def makefile(self, mode: str) -> io.BufferedReader:
+        """What ``HTTPResponse`` reads an answer from."""
+        return io.BufferedReader(self)
 
-    def run(self) -> None:
-        with self.wakeup:
-            while True:
-                while self.due and self.due[0][0] <= time.monotonic():
-                    heapq.heappop(self.due)[2].expire()
-                self.wakeup.wait(self.due[0][0] - time.monotonic() if self.due else None)
+    def readable(self) -> bool:
+        return True
 
+    def readinto(self, buffer: Any) -> Optional[int]:
+        self.sock.settimeout(self.deadline.left())
+        return self.stream.readinto(buffer)
 
-_WATCHDOG = _Watchdog()
+    def close(self) -> None:
+        self.stream.close()  # the socket itself closes once its connection has let go of it too
+        super().close()
 
 
 class _Connection(http.client.HTTPConnection):
-    """A connection watched by its attempt's deadline; with ``tls`` it does the TLS handshake itself,
-    on a socket the watchdog already sees (``HTTPSConnection`` would hide it until done)."""
+    """A connection bounded by its attempt's deadline; with ``tls`` it does the TLS handshake itself (through
+    a proxy's tunnel too), under the same deadline."""
 
     def __init__(self, host: str, *, deadline: _Deadline, tls: Optional[ssl.SSLContext] = None, tls_host: str = "",
                  **kwargs: Any) -> None:
@@ -874,13 +853,22 @@ class _Connection(http.client.HTTPConnection):
         super().__init__(host, **kwargs)
         self.deadline, self.tls, self.tls_host = deadline, tls, tls_host  # tls_host: the URL's, also via a proxy
 
+    def response_class(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:  # type: ignore
+        """Every answer (a proxy's to CONNECT included) is read within the deadline."""
+        return http.client.HTTPResponse(_TimedReader(sock, self.deadline), **kwargs)  # type: ignore[arg-type]
+
     def connect(self) -> None:
-        self.deadline.connection, self.deadline.socket = self, None  # a redirect hop's own connection from now
+        self.timeout = self.deadline.left()
         super().connect()  # TCP, and a proxy's CONNECT when tunnelling
         if self.tls is not None:
-            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host, do_handshake_on_connect=False)
-            self.sock.do_handshake()
-        self.deadline.socket = self.sock
+            self.sock.settimeout(self.deadline.left())  # bounds the whole handshake
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host)
+
+    def send(self, data: Any) -> None:
+        if self.sock is None:
+            self.connect()
+        self.sock.settimeout(self.deadline.left())  # bounds a whole sendall
+        super().send(data)
 
     def getresponse(self) -> http.client.HTTPResponse:
         self.deadline.sent = True  # called once the whole request was written
@@ -1013,10 +1001,7 @@ class _Transport:
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
-            outcome = _describe_exception(exc, url, secret, deadline.sent)
-        if deadline.finish():
-            outcome = _Outcome(url, error=APITimeoutError, message=f"timed out after {seconds:.3g} s",
-                               sent=deadline.sent)
+            outcome = _describe_exception(exc, url, secret, deadline)
         secret, request = "", None  # type: ignore[assignment]  # nothing of the token in this frame from here on
         if interrupted:
             raise KeyboardInterrupt  # a new one: the original's traceback holds urllib's frames
@@ -1116,16 +1101,16 @@ def _describe(outcome: _Outcome) -> str:
     return f"{outcome.message} ({_redact_url(outcome.url)})"
 
 
-def _describe_exception(exc: Exception, url: str, secret: str, sent: bool) -> _Outcome:
+def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadline) -> _Outcome:
     """A urllib/http.client/socket/ssl exception as a failure, in safe words (token and query removed)."""
     reason: BaseException = exc
     while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
         reason = reason.reason
-    failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=sent)
+    failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=deadline.sent)
     detail = f"{type(reason).__name__}: {_redact(str(reason), secret)}"
     tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))
     if isinstance(reason, (socket.timeout, TimeoutError)):
-        return failure(error=APITimeoutError, message="timed out")
+        return failure(error=APITimeoutError, message=f"timed out after {deadline.seconds:.3g} s")
     if isinstance(reason, ssl.SSLCertVerificationError):
         return failure(retryable=False, message=f"TLS certificate not verified ({reason.verify_message}); for a "
                        "private CA pass ssl_context=ssl.create_default_context(cafile=...)")

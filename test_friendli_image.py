@@ -2608,6 +2608,42 @@ def test_the_deadline_holds_across_redirect_hops_of_a_download(api: FakeFriendli
     assert len(rt_gets(api)) < 5
 
 
+def rt_tls_peer(listener: socket.socket, trickle: bool) -> None:
+    """Accept one connection and never finish a TLS handshake: say nothing, or trickle a record's bytes."""
+    peer, _ = listener.accept()
+    with peer:
+        if trickle:  # the header of a 16 KiB handshake record, then one byte every 50 ms
+            peer.sendall(b"\x16\x03\x03\x40\x00")
+            for _ in range(100):
+                try:
+                    peer.sendall(b"\x00")
+                except OSError:
+                    break
+                time.sleep(0.05)
+        else:
+            peer.recv(1 << 16)
+            time.sleep(3)
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "trickling"])
+def test_a_tls_handshake_that_never_completes_ends_at_the_deadline(trickle: bool) -> None:
+    """Catches a handshake run without the attempt's deadline, or with a timeout per read only (the trickle
+    would hold the call for five seconds)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        peer = threading.Thread(target=rt_tls_peer, args=(listener, trickle), daemon=True)
+        peer.start()
+        client = fi.Client(TOKEN, base_url=f"https://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3,
+                           retries=RT_NO_RETRIES)
+        started = time.monotonic()
+        with pytest.raises(fi.APITimeoutError) as info:
+            client.generate(model="ep", prompt="p")
+        elapsed = time.monotonic() - started
+    assert 0.3 * 0.8 < elapsed < 0.3 + MARGIN
+    assert info.value.sent is False and "timed out after 0.3 s" in str(info.value)
+
+
 # -- interim (1xx) answers ---------------------------------------------------------------------------------
 
 
