@@ -53,7 +53,7 @@ __all__ = [
     "DEFAULT_BASE_URL", "DEFAULT_CONTAINER_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "DEFAULT_RETRY_CONFIG",
     "DEFAULT_TIMEOUT", "DEFAULT_TOTAL_TIMEOUT", "FriendliError", "FriendliValidationError", "GeneratedImage",
     "ImageEditRequest", "ImageGenerationRequest", "ImageGenerationResult", "ImageInput", "ImageSaveError",
-    "InternalServerError", "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER", "ModelRef",
+    "InternalServerError", "InvalidResponseError", "MAX_INPUT_IMAGE_BYTES", "MAX_RETRY_AFTER",
     "NotFoundError", "PermissionDeniedError", "RESPONSE_FORMATS", "RETRYABLE_STATUS_CODES", "RateLimitError",
     "RetryConfig", "SDKError", "StrPath", "SyncFriendli", "TARGETS", "UnprocessableEntityError", "generate",
     "logger", "main",
@@ -300,35 +300,6 @@ def _check_number(
     return number
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelRef:
-    """A Dedicated Endpoint model string, ``ENDPOINT_ID`` or ``ENDPOINT_ID:ADAPTER_ROUTE``."""
-
-    endpoint_id: str
-    adapter_route: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        for part, value in (("endpoint id", self.endpoint_id), ("adapter route", self.adapter_route)):
-            if value is None and part == "adapter route":
-                continue
-            if ":" in _check_text(value, f"model {part}", identifier=True):
-                raise FriendliValidationError(f"model {part} must not contain ':', got {_short(value)}")
-
-    @classmethod
-    def parse(cls, value: Union[str, ModelRef]) -> ModelRef:
-        """Parse ``"endpoint"`` or ``"endpoint:adapter"``; a ModelRef is returned as is."""
-        if isinstance(value, ModelRef):
-            return value
-        if not isinstance(value, str) or value.count(":") > 1:
-            raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', "
-                                          f"got {_short(value)}")
-        endpoint, sep, adapter = value.partition(":")
-        return cls(endpoint, adapter if sep else None)
-
-    def __str__(self) -> str:
-        return self.endpoint_id if self.adapter_route is None else f"{self.endpoint_id}:{self.adapter_route}"
-
-
 def _decode_base64(text: str) -> bytes:
     """Strictly decode standard base64 (whitespace between groups allowed); ValueError when it is not."""
     compact = "".join(text.split()) if text.isascii() else ""
@@ -410,7 +381,7 @@ class ImageGenerationRequest:
     the API takes.  ``target`` is ``"dedicated"`` (``model`` required: ``ENDPOINT[:ADAPTER]``) or
     ``"container"`` (``model`` an optional adapter route, ``response_format`` ``raw`` or ``jpeg``)."""
 
-    model: Optional[Union[str, ModelRef]]
+    model: Optional[str]
     prompt: str
     num_inference_steps: int = 20
     guidance_scale: Optional[float] = None
@@ -426,9 +397,12 @@ class ImageGenerationRequest:
         if self.target == "dedicated":
             if self.model is None:
                 raise FriendliValidationError("model is required: pass model='endpoint-id' or 'endpoint-id:adapter'")
-            self.model = ModelRef.parse(self.model)
+            endpoint, colon, adapter = _check_text(self.model, "model", identifier=True).partition(":")
+            if not endpoint or ":" in adapter or (colon and not adapter):
+                raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', "
+                                              f"got {_short(self.model)}")
         elif self.model is not None:
-            self.model = _check_text(str(self.model), "model (adapter route)", identifier=True)
+            _check_text(self.model, "model (adapter route)", identifier=True)
         _check_text(self.prompt, "prompt")
         _check_number(self.num_inference_steps, "num_inference_steps", 1, 50, whole=True)
         if self.guidance_scale is not None:
@@ -455,8 +429,6 @@ class ImageGenerationRequest:
     def to_dict(self) -> Dict[str, Any]:
         """The JSON body as a dict; ``None`` fields are left out."""
         body = {name: value for name, value in vars(self).items() if value is not None and name != "target"}
-        if "model" in body:
-            body["model"] = str(body["model"])
         for name in ("control_images", "image"):
             if name in body:
                 images = body[name]
@@ -1247,7 +1219,7 @@ class Client(_Closable):
         return f"Client(base_url={self.base_url!r}, target={self.target!r}, team={self.team!r}, token={token})"
 
     def generate(
-        self, *, model: Optional[Union[str, ModelRef]] = None, prompt: str, num_inference_steps: int = 20,
+        self, *, model: Optional[str] = None, prompt: str, num_inference_steps: int = 20,
         guidance_scale: Optional[float] = None, seed: Optional[int] = None, response_format: Optional[str] = None,
         control_images: Optional[Sequence[ImageInput]] = None, controlnet_weights: Optional[Sequence[float]] = None,
         x_friendli_team: Optional[str] = None, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None,
@@ -1262,7 +1234,7 @@ class Client(_Closable):
                          total_timeout=total_timeout, http_headers=http_headers, cancel=cancel)
 
     def edit(
-        self, *, model: Optional[Union[str, ModelRef]] = None, prompt: str,
+        self, *, model: Optional[str] = None, prompt: str,
         image: Union[ImageInput, Sequence[ImageInput]], num_inference_steps: int = 20,
         guidance_scale: Optional[float] = None, seed: Optional[int] = None, response_format: Optional[str] = None,
         x_friendli_team: Optional[str] = None, retries: Optional[RetryConfig] = None, timeout: Optional[float] = None,

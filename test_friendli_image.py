@@ -819,12 +819,12 @@ def dt_container(api: FakeFriendli, **options: Any) -> fi.Client:
         pytest.param("caf\u00e9", "caf\u00e9", None, id="non-ascii-letters"),
     ],
 )
-def test_model_ref_parses_and_round_trips(text: str, endpoint: str, adapter: Optional[str]) -> None:
-    ref = fi.ModelRef.parse(text)
-    assert ref == fi.ModelRef(endpoint_id=endpoint, adapter_route=adapter)
-    assert (ref.endpoint_id, ref.adapter_route) == (endpoint, adapter)
-    assert str(ref) == text and fi.ModelRef.parse(str(ref)) == ref
-    assert fi.ModelRef.parse(ref) is ref
+def test_model_strings_are_sent_as_given(api: FakeFriendli, client: fi.Client, text: str, endpoint: str,
+                                         adapter: Optional[str]) -> None:
+    """Catches a model string rebuilt from its parts (an adapter dropped, a placeholder refused)."""
+    client.generate(model=text, prompt="p")
+    assert api.requests[0].json["model"] == text
+    assert text.partition(":")[0::2] == (endpoint, adapter or "")
 
 
 @pytest.mark.parametrize(
@@ -848,15 +848,8 @@ def test_model_ref_parses_and_round_trips(text: str, endpoint: str, adapter: Opt
 )
 def test_bad_model_strings_fail_before_any_traffic(api: FakeFriendli, client: fi.Client, text: str) -> None:
     with pytest.raises(fi.FriendliValidationError, match="model"):
-        fi.ModelRef.parse(text)
-    with pytest.raises(fi.FriendliValidationError, match="model"):
         client.generate(model=text, prompt="p")
     assert api.requests == []
-
-
-def test_a_model_ref_is_sent_as_its_string(api: FakeFriendli, client: fi.Client) -> None:
-    client.generate(model=fi.ModelRef("ep", "ad"), prompt="p")
-    assert api.requests[0].json["model"] == "ep:ad"
 
 
 # -- every bad input fails before the network ---------------------------------------------
@@ -1309,7 +1302,7 @@ def test_generation_request_to_dict_omits_none_and_always_sends_the_steps() -> N
     minimal = fi.ImageGenerationRequest(model="ep", prompt="p")
     assert minimal.to_dict() == {"model": "ep", "prompt": "p", "num_inference_steps": 20}
     full = fi.ImageGenerationRequest(
-        model=fi.ModelRef("ep", "ad"), prompt="p", num_inference_steps=7, guidance_scale=2.5, seed=3,
+        model="ep:ad", prompt="p", num_inference_steps=7, guidance_scale=2.5, seed=3,
         response_format="png", control_images=["https://example.com/c.png", PNG], controlnet_weights=(0.5, 1),
     )
     assert full.to_dict() == {
@@ -1787,7 +1780,7 @@ def dt_public_callables() -> List[Tuple[str, Any]]:
 def test_type_hints_resolve_on_every_public_class_method_and_function() -> None:
     checked = dt_public_callables()
     names = {name for name, _ in checked}
-    assert {"Client.generate", "Client.edit", "GeneratedImage.save", "ModelRef.parse", "generate", "main",
+    assert {"Client.generate", "Client.edit", "GeneratedImage.save", "generate", "main",
             "UnprocessableEntityError.errors", "ImageGenerationResult.save_all", "Client.__init__"} <= names
     failures = []
     for name, obj in checked:
@@ -4611,9 +4604,6 @@ def test_a_custom_user_agent_replaces_the_default(api: FakeFriendli) -> None:
     [
         pytest.param({"model": "ep-1"}, {"model": "ep-1", "prompt": "p", "num_inference_steps": 20},
                      id="defaults-send-steps-and-omit-none-fields"),
-        pytest.param({"model": fi.ModelRef("ep-1", "style")},
-                     {"model": "ep-1:style", "prompt": "p", "num_inference_steps": 20},
-                     id="modelref-sent-as-a-string"),
         pytest.param({"model": "ep-1:style", "num_inference_steps": 10},
                      {"model": "ep-1:style", "prompt": "p", "num_inference_steps": 10},
                      id="adapter-string-kept-and-steps-given"),

@@ -15,10 +15,9 @@ def fox(client: fi.Client, model: str) -> List[pathlib.Path]:
 
 
 def main() -> int:
-    ref = fi.ModelRef.parse("my-endpoint:my-adapter")
     try:
         with fi.Client(timeout=30.0) as client:
-            fox(client, str(ref))
+            fox(client, "my-endpoint:my-adapter")
     except fi.FriendliError as exc:
         print("failed:", exc)
         return 1
