@@ -1375,23 +1375,18 @@ class SyncFriendli(_Closable):
     ) -> None:
         self._token, self._team, self._server_url = (_Secret(token) if token else None), x_friendli_team, server_url
         timeout = DEFAULT_TIMEOUT if timeout_ms is None else _check_number(timeout_ms, "timeout_ms") / 1000.0
-        self._options: Dict[str, Any] = dict(retries=retry_config, timeout=timeout, **client_options)
-        self._options["allow_insecure_http"] = allow_insecure_http
-        self._clients: Dict[Tuple[str, Optional[str]], Client] = {}
-        self._lock = threading.Lock()
+        self._options = dict(retries=retry_config, timeout=timeout, allow_insecure_http=allow_insecure_http,
+                             **client_options)
         self._client_for("dedicated", None)  # bad arguments fail now, as in the SDK
         self.dedicated = SimpleNamespace(image=self._operations(self, "dedicated"))
         self.container = SimpleNamespace(image=self._operations(self, "container"))
 
     def _client_for(self, target: str, server_url: Optional[str]) -> Client:
-        server_url = server_url or (self._server_url if target == "dedicated" else None)
-        dedicated = target == "dedicated"  # the SDK sends no token (nor team) to a container
-        with self._lock:
-            if (target, server_url) not in self._clients:
-                self._clients[(target, server_url)] = Client(self._token if dedicated else None, base_url=server_url,
-                                                             team=self._team if dedicated else None, target=target,
-                                                             **self._options)
-            return self._clients[(target, server_url)]
+        """A client for one call (cheap to make: it holds no connection); a container gets neither token nor
+        team, as from the SDK."""
+        if target != "dedicated":
+            return Client(base_url=server_url, target=target, **self._options)
+        return Client(self._token, base_url=server_url or self._server_url, team=self._team, **self._options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self._client_for('dedicated', None).base_url!r})"
