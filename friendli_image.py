@@ -138,11 +138,9 @@ class APIStatusError(FriendliError):
     own text (``detail``/``message``/``error`` of a JSON body, else the HTTP reason); ``body`` (at most
     64 KiB); ``headers``; ``request_id``; ``retry_after``, the seconds it asked to wait (None if unsaid)."""
 
-    def __init__(
-        self, message: str, *, status_code: int = 0, body: str = "", headers: Optional[email.message.Message] = None,
-        server_message: str = "", retry_after: Optional[float] = None, attempts: int = 1,
-        request_id: Optional[str] = None,
-    ) -> None:
+    def __init__(self, message: str, *, status_code: int = 0, body: str = "",
+                 headers: Optional[email.message.Message] = None, server_message: str = "",
+                 retry_after: Optional[float] = None, attempts: int = 1, request_id: Optional[str] = None) -> None:
         super().__init__(message, attempts=attempts, request_id=request_id)
         self.status_code = status_code
         self.body = body
@@ -208,9 +206,8 @@ class APITimeoutError(APIConnectionError):
 class InvalidResponseError(FriendliError):
     """A 2xx answer that breaks the API's schema or is too large, or a field unusable where it is used."""
 
-    def __init__(
-        self, message: str, *, status_code: Optional[int] = None, attempts: int = 1, request_id: Optional[str] = None
-    ) -> None:
+    def __init__(self, message: str, *, status_code: Optional[int] = None, attempts: int = 1,
+                 request_id: Optional[str] = None) -> None:
         super().__init__(message, attempts=attempts, request_id=request_id)
         self.status_code = status_code
 
@@ -244,10 +241,8 @@ else:  # os.PathLike cannot be subscripted at run time before 3.9 (typing.get_ty
 ImageInput = Union[str, bytes, bytearray, memoryview, StrPath, Mapping[str, Any]]
 """An input image: a URL, a ``data:`` URI, base64 text, bytes, a file path, or ``{"image": ...}``."""
 
-_IMAGE_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
-    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"),
-)
+_IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+                     (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"))
 _SUFFIXES = {"png": ".png", "jpeg": ".jpg", "gif": ".gif", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -259,9 +254,9 @@ def _image_type(data: bytes) -> Optional[str]:
     return "webp" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return text if len(text) <= 60 else text[:59] + "\u2026"
 
 
 def _check_text(value: Any, param: str, *, identifier: bool = False) -> str:
@@ -276,24 +271,19 @@ def _check_text(value: Any, param: str, *, identifier: bool = False) -> str:
 
 
 def _check_header_value(value: Any, param: str) -> str:
-    """A string HTTP can carry as a header value (latin-1, no line breaks or other controls)."""
     if not isinstance(value, str) or re.search(r"[^\t\x20-\x7e\x80-\xff]", value):
         raise FriendliValidationError(f"{param} is not a valid HTTP header value (latin-1 text, no line breaks)")
     return value
 
 
-def _check_number(
-    value: Any, param: str, low: Optional[float] = None, high: Optional[float] = None, *, whole: bool = False
-) -> float:
+def _check_number(value: Any, param: str, low: Optional[float] = None, high: Optional[float] = None, *,
+                  whole: bool = False) -> float:
     """A finite number (an int when ``whole``; never a bool) within ``[low, high]``, as a float."""
     kinds = (int,) if whole else (int, float)
-    try:
-        number = float(value) if isinstance(value, kinds) and not isinstance(value, bool) else math.nan
-    except OverflowError:  # an int too large for a float: no server takes it either
-        number = math.nan
-    if not math.isfinite(number):
+    if isinstance(value, bool) or not isinstance(value, kinds) or not abs(value) <= sys.float_info.max:  # NaN too
         kind = "an int that a float can hold" if whole else "a finite number"
         raise FriendliValidationError(f"{param} must be {kind}, got {_short(value)}")
+    number = float(value)
     if (low is not None and number < low) or (high is not None and number > high):
         bounds = f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"within [{low:g}, {high:g}]"
         raise FriendliValidationError(f"{param} must be {bounds}, got {_short(value)}")
@@ -301,14 +291,13 @@ def _check_number(
 
 
 def _decode_base64(text: str) -> bytes:
-    """Strictly decode standard base64 (whitespace between groups allowed); ValueError when it is not."""
+    """Strictly decode standard base64 (whitespace between groups allowed); b"" when it is not valid or empty."""
     compact = "".join(text.split()) if text.isascii() else ""
-    if not compact or len(compact) % 4:
-        raise ValueError("not valid base64")
-    data = binascii.a2b_base64(compact)  # binascii.Error is a ValueError
-    if len(data) != len(compact) // 4 * 3 - compact[-2:].count("="):  # a2b_base64 skips stray characters
-        raise ValueError("not valid base64")
-    return data
+    try:
+        data = binascii.a2b_base64(compact) if len(compact) % 4 == 0 else b""
+    except binascii.Error:
+        return b""
+    return data if len(data) == len(compact) // 4 * 3 - compact[-2:].count("=") else b""  # a2b skips stray characters
 
 
 def _check_size(size: int, param: str) -> None:
@@ -318,14 +307,14 @@ def _check_size(size: int, param: str) -> None:
 
 def _bytes_to_data_uri(data: bytes, param: str) -> str:
     _check_size(len(data), param)
-    kind = _image_type(data[:16])
+    kind = _image_type(data)
     if kind is None:
         raise FriendliValidationError(f"{param}: cannot tell the image type of these bytes (PNG, JPEG, GIF, WebP, "
                                       "TIFF or BMP expected); pass a 'data:image/...;base64,' URI to choose it")
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
-def _read_image_file(path: StrPath, param: str) -> str:
+def _read_image_file(path: StrPath, param: str) -> bytes:
     """Read a regular file of at most 50 MiB: the limit holds for what is read, whatever ``stat`` says."""
     name = os.fspath(path)
     try:
@@ -333,11 +322,9 @@ def _read_image_file(path: StrPath, param: str) -> str:
         with open(fd, "rb") as file:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise FriendliValidationError(f"{param}: {name!r} is not a regular file")
-            data = file.read(MAX_INPUT_IMAGE_BYTES + 1)
+            return file.read(MAX_INPUT_IMAGE_BYTES + 1)
     except OSError as exc:
         problem = f"{param}: cannot read {name!r}: {exc.strerror or type(exc).__name__}"
-    else:
-        return _bytes_to_data_uri(data, param)
     raise FriendliValidationError(problem)
 
 
@@ -346,7 +333,7 @@ def _encode_image(value: Any, param: str) -> str:
     if isinstance(value, Mapping) and "image" in value:
         value = value["image"]
     if isinstance(value, os.PathLike):
-        return _read_image_file(value, param)
+        value = _read_image_file(value, param)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _bytes_to_data_uri(bytes(value), param)
     text = _check_text(value, param)
@@ -354,16 +341,13 @@ def _encode_image(value: Any, param: str) -> str:
         return _check_text(text, f"{param} (a URL)", identifier=True)
     is_data_uri = text[:5].lower() == "data:"
     if not is_data_uri and len(text) < 4096 and "\n" not in text and os.path.isfile(text):
-        return _read_image_file(text, param)
+        return _bytes_to_data_uri(_read_image_file(text, param), param)
     header, _, encoded = text.partition(",") if is_data_uri else ("", "", text)
-    try:
-        decoded = _decode_base64(encoded) if header.endswith(";base64") or not is_data_uri else b""
-    except ValueError:
-        decoded = b""
+    decoded = _decode_base64(encoded) if header.endswith(";base64") or not is_data_uri else b""
     _check_size(len(decoded), param)
     if is_data_uri and not decoded:
         raise FriendliValidationError(f"{param}: not a valid 'data:<type>;base64,<data>' URI: {_short(text)}")
-    if not is_data_uri and _image_type(decoded[:16]) is None:  # words and mistyped paths are base64 too
+    if not is_data_uri and _image_type(decoded) is None:  # words and mistyped paths are base64 too
         raise FriendliValidationError(f"{param} is not a URL, a data: URI, an existing file, or base64 text of a "
                                       f"PNG/JPEG/GIF/WebP/TIFF/BMP image: {_short(text)}")
     return text
@@ -397,8 +381,7 @@ class ImageGenerationRequest:
         if self.target == "dedicated":
             if self.model is None:
                 raise FriendliValidationError("model is required: pass model='endpoint-id' or 'endpoint-id:adapter'")
-            endpoint, colon, adapter = _check_text(self.model, "model", identifier=True).partition(":")
-            if not endpoint or ":" in adapter or (colon and not adapter):
+            if not re.fullmatch("[^:]+(:[^:]+)?", _check_text(self.model, "model", identifier=True)):
                 raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', "
                                               f"got {_short(self.model)}")
         elif self.model is not None:
@@ -429,10 +412,9 @@ class ImageGenerationRequest:
     def to_dict(self) -> Dict[str, Any]:
         """The JSON body as a dict; ``None`` fields are left out."""
         body = {name: value for name, value in vars(self).items() if value is not None and name != "target"}
-        for name in ("control_images", "image"):
-            if name in body:
-                images = body[name]
-                body[name] = [{"image": i} for i in images] if isinstance(images, list) else {"image": images}
+        for name in body.keys() & {"control_images", "image"}:
+            images = body[name]
+            body[name] = [{"image": i} for i in images] if isinstance(images, list) else {"image": images}
         return body
 
     def to_json(self) -> bytes:
@@ -452,8 +434,7 @@ class ImageEditRequest(ImageGenerationRequest):
             raise FriendliValidationError("control_images and controlnet_weights are not part of an image edit")
         if self.image is None:
             raise FriendliValidationError("image is required for an edit")
-        is_list = isinstance(self.image, (list, tuple))
-        self.image = _image_list(self.image, "image") if is_list else _encode_image(self.image, "image")
+        self.image = (_image_list if isinstance(self.image, (list, tuple)) else _encode_image)(self.image, "image")
 
 
 @dataclasses.dataclass(repr=False)
@@ -488,14 +469,14 @@ class GeneratedImage:
         """The image bytes: ``b64_json`` decoded, or ``url`` downloaded (no token sent, redirects
         followed, with the client's timeout, retry policy and response size cap)."""
         if self.b64_json is not None:
-            try:
-                return _decode_base64(self.b64_json)
-            except ValueError:
-                raise InvalidResponseError(f"{self._field}.b64_json is not valid base64") from None
+            data = _decode_base64(self.b64_json)
+            if not data:
+                raise InvalidResponseError(f"{self._field}.b64_json is not valid base64")
+            return data
         if self.url is None:
             raise InvalidResponseError(f"{self._field} has neither 'url' nor 'b64_json'")
         try:
-            scheme = urllib.parse.urlsplit(self.url).scheme.lower()
+            scheme = urllib.parse.urlsplit(self.url).scheme  # urlsplit lowercases it
         except ValueError:
             scheme = ""
         if scheme not in ("http", "https"):
@@ -505,36 +486,34 @@ class GeneratedImage:
     def save(self, path: StrPath, *, overwrite: bool = True) -> pathlib.Path:
         """Write the image to ``path`` and return the path written.
 
-        A path without a suffix gets ``.png``/``.jpg``/... from the image's bytes.  The file appears
-        whole or not at all (written beside it, then renamed over it: a reader of the old file keeps
-        the old file).  ``overwrite=False`` refuses an existing file.  Failures raise
-        :class:`ImageSaveError`, which is also an ``OSError``.
+        A path without a suffix gets ``.png``/``.jpg``/... from the image's bytes.  The file appears whole or
+        not at all (written beside it, then renamed over it: a reader of the old file keeps the old file).
+        ``overwrite=False`` refuses an existing file.  Failures raise :class:`ImageSaveError`, also an ``OSError``.
         """
         data = self.content()
         target = pathlib.Path(path)
         if not target.suffix:
-            target = target.with_name(target.name + _SUFFIXES.get(_image_type(data[:16]) or "", ".bin"))
+            target = target.with_name(target.name + _SUFFIXES.get(_image_type(data) or "", ".bin"))
         temporary = target.with_name(f".friendli-{os.urandom(6).hex()}.part")  # short: any legal name fits
-        failure = None
         try:
             with open(temporary, "xb") as file:
                 file.write(data)
             (os.replace if overwrite else os.link)(temporary, target)  # a link is made only where no file is
+            return target
         except OSError as exc:
             failure = ImageSaveError(f"cannot save the image to {str(target)!r}: {exc.strerror or exc}", exc.errno,
                                      str(target))
-        try:
-            os.unlink(temporary)  # left after a link or a failure
-        except OSError:
-            pass
-        if failure is not None:
-            raise failure
-        return target
+        finally:
+            try:
+                os.unlink(temporary)  # left after a link or a failure
+            except OSError:
+                pass
+        raise failure
 
     def data_uri(self) -> str:
         """The image as a ``data:image/<type>;base64,...`` URI (``application/octet-stream`` when unknown)."""
         data = self.content()
-        kind = _image_type(data[:16])
+        kind = _image_type(data)
         encoded = "".join(self.b64_json.split()) if self.b64_json is not None else base64.b64encode(data).decode()
         return f"data:{'image/' + kind if kind else 'application/octet-stream'};base64,{encoded}"
 
@@ -548,7 +527,7 @@ class ImageGenerationResult:
 
     def save_all(self, directory: StrPath, prefix: str = "image") -> List[pathlib.Path]:
         """Save every image as ``directory/<prefix>-<index>.<ext>``, creating the directory; return the paths."""
-        if not isinstance(prefix, str) or not prefix or any(sep in prefix for sep in ("/", "\\", os.sep)):
+        if not isinstance(prefix, str) or not prefix or "/" in prefix or "\\" in prefix:
             raise FriendliValidationError(f"prefix must be a file name without a directory part, got {_short(prefix)}")
         folder = pathlib.Path(directory)
         try:
@@ -563,8 +542,7 @@ class ImageGenerationResult:
 
 def _parse_result(answer: _Outcome, attempts: int, request: ImageGenerationRequest, transport: Optional[_Transport]
                   ) -> ImageGenerationResult:
-    """The result in a 2xx answer, values kept as sent (checked where used); a body that breaks the
-    published schema is an :class:`InvalidResponseError` naming what is wrong."""
+    """A 2xx answer's result, values kept as sent (checked where used); a body off the schema: InvalidResponseError."""
     request_id = answer.headers.get("x-request-id")
     try:
         images = _images_in(answer, request)  # its frame, holding the body, is gone with the exception
@@ -670,20 +648,17 @@ class RetryConfig:
                 raise FriendliValidationError(f"RetryConfig.{name} must be a bool, got {_short(getattr(self, name))}")
         codes = self.status_codes_override
         if codes is not None and (isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
-            not isinstance(c, bool) and re.fullmatch(r"[1-5][0-9X]{2}", str(c).upper()) for c in codes
-        )):
-            raise FriendliValidationError(
-                f"RetryConfig.status_codes_override must list statuses or patterns like '5XX', got {_short(codes)}"
-            )
+                re.fullmatch(r"[1-5][0-9X]{2}", str(code).upper()) for code in codes)):  # str(True) matches none
+            raise FriendliValidationError("RetryConfig.status_codes_override must list statuses or patterns like "
+                                          f"'5XX', got {_short(codes)}")
         if self.max_retries is not None:
             _check_number(self.max_retries, "RetryConfig.max_retries", 0, whole=True)
 
     def retries_status(self, status: int) -> bool:
         """Whether an answer with this status is retried."""
         codes = RETRYABLE_STATUS_CODES if self.status_codes_override is None else self.status_codes_override
-        return status != 407 and any(
-            all(want in ("X", got) for want, got in zip(str(code).upper(), str(status))) for code in codes
-        )
+        return status != 407 and any(all(want in ("X", got) for want, got in zip(str(code).upper(), str(status)))
+                                     for code in codes)
 
 
 DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF)
@@ -694,8 +669,7 @@ _NO_RETRIES = RetryConfig("none")
 
 
 def _retry_after(headers: email.message.Message) -> Optional[float]:
-    """Seconds the server asked to wait (``retry-after-ms``, then ``Retry-After``); None when it did not
-    say, or said zero or less, or something unreadable."""
+    """Seconds asked to wait (``retry-after-ms``, else ``Retry-After``); None if unsaid, unreadable or not positive."""
     try:
         if headers.get("retry-after-ms") is not None:
             seconds = float(headers["retry-after-ms"]) / 1000.0
@@ -713,15 +687,14 @@ def _retry_delay(policy: RetryConfig, outcome: _Outcome, retry_index: int, idemp
     status the policy names, a failure before the request was sent; after it, a download or on request)."""
     if policy.strategy != "backoff" or (policy.max_retries is not None and retry_index >= policy.max_retries):
         return None
+    allowed = policy.retry_read_errors or idempotent if outcome.sent else policy.retry_connection_errors
     if outcome.error is None:  # an answer
         if not policy.retries_status(outcome.status):
             return None
         asked = _retry_after(outcome.headers)
         if asked is not None:
             return asked if asked <= MAX_RETRY_AFTER else None
-    elif not outcome.retryable:
-        return None
-    elif not (policy.retry_read_errors or idempotent if outcome.sent else policy.retry_connection_errors):
+    elif not (outcome.retryable and allowed):
         return None
     return (policy.backoff or _DEFAULT_BACKOFF).delay(retry_index)
 
@@ -735,9 +708,9 @@ class _Secret:
     def __init__(self, value: Union[str, Callable[[], str]]) -> None:
         self._value = value
         if isinstance(value, str):
-            self.get()  # a bad string is refused when the client is made
+            self()  # a bad string is refused when the client is made
 
-    def get(self) -> str:
+    def __call__(self) -> str:  # a token callable too: the SDK facade hands its _Secret to Client
         """The token, checked; a callable is called (once per attempt, for rotating secrets)."""
         value, failed = self._value, ""
         try:
@@ -751,8 +724,6 @@ class _Secret:
         if not (value.isascii() and value.isprintable()) or _SPACE_OR_CONTROL.search(value):
             raise FriendliValidationError("the API token must be printable ASCII without whitespace")
         return value
-
-    __call__ = get  # a _Secret is a token callable too: the SDK facade hands its own to Client
 
     def __reduce__(self) -> Any:
         raise TypeError("a client holding an API token cannot be pickled or copied: make one where it is used")
@@ -773,19 +744,17 @@ class _Outcome:
     error: Optional[Type[FriendliError]] = None
     message: str = ""
     sent: bool = False  # the whole request went out: the server may have acted on it
-    retryable: bool = True
+    retryable: bool = False  # a failure worth another attempt (answers are judged by their status)
 
 
 class _Deadline:
-    """The end of one attempt.  Every blocking step (connect, a proxy's CONNECT, the TLS handshake, each send
-    and each read) may take only the time left, so a peer trickling bytes cannot stretch the attempt (a plain
-    socket timeout bounds each read alone).  ``sent``: the whole request went out."""
+    """The end of one attempt: every blocking step (connect, a proxy's CONNECT, the TLS handshake, each send and
+    read) gets only the time left, so a peer trickling bytes cannot stretch it as a per-read socket timeout would."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.at, self.sent = seconds, time.monotonic() + seconds, False
 
     def left(self) -> float:
-        """Seconds left, or ``socket.timeout`` when there are none."""
         seconds = self.at - time.monotonic()
         if seconds <= 0:
             raise socket.timeout("timed out")
@@ -799,8 +768,7 @@ class _TimedReader(io.RawIOBase):
         super().__init__()
         self.sock, self.stream, self.deadline = sock, sock.makefile("rb", buffering=0), deadline
 
-    def makefile(self, mode: str) -> io.BufferedReader:
-        """What ``HTTPResponse`` reads an answer from."""
+    def makefile(self, mode: str) -> io.BufferedReader:  # what HTTPResponse reads an answer from
         return io.BufferedReader(self)
 
     def readable(self) -> bool:
@@ -816,17 +784,16 @@ class _TimedReader(io.RawIOBase):
 
 
 class _Connection(http.client.HTTPConnection):
-    """A connection bounded by its attempt's deadline; with ``tls`` it does the TLS handshake itself (through
-    a proxy's tunnel too), under the same deadline."""
+    """A connection bounded by its request's deadline, every answer (a proxy's to CONNECT too) read within it; for
+    https it does the TLS handshake itself, for the URL's host (through a proxy's tunnel too), within the deadline."""
 
-    def __init__(self, host: str, *, deadline: _Deadline, tls: Optional[ssl.SSLContext] = None, tls_host: str = "",
-                 **kwargs: Any) -> None:
-        self.default_port = 443 if tls else 80  # read by HTTPConnection.__init__ and by a proxy tunnel
+    def __init__(self, host: str, *, request: Any, **kwargs: Any) -> None:
+        self.tls = request.tls() if request.type == "https" else None  # "https" also through a proxy's tunnel
+        self.default_port = 443 if self.tls else 80  # read by HTTPConnection.__init__ and by a proxy tunnel
         super().__init__(host, **kwargs)
-        self.deadline, self.tls, self.tls_host = deadline, tls, tls_host  # tls_host: the URL's, also via a proxy
+        self.deadline, self.tls_host = request.deadline, urllib.parse.urlsplit(request.full_url).hostname or ""
 
     def response_class(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:  # type: ignore
-        """Every answer (a proxy's to CONNECT included) is read within the deadline."""
         return http.client.HTTPResponse(_TimedReader(sock, self.deadline), **kwargs)  # type: ignore[arg-type]
 
     def connect(self) -> None:
@@ -848,16 +815,10 @@ class _Connection(http.client.HTTPConnection):
 
 
 class _Handler(urllib.request.AbstractHTTPHandler):
-    """Opens http and https URLs with connections watched by the request's deadline."""
-
-    def __init__(self, tls: Callable[[], ssl.SSLContext]) -> None:
-        super().__init__()
-        self.tls = tls
+    """Opens http and https URLs with a :class:`_Connection` made from the request."""
 
     def http_open(self, req: Any) -> http.client.HTTPResponse:
-        tls = self.tls() if req.type == "https" else None  # "https" also through a proxy's tunnel
-        host = urllib.parse.urlsplit(req.full_url).hostname or ""
-        return self.do_open(_Connection, req, deadline=req.deadline, tls=tls, tls_host=host)  # type: ignore[arg-type]
+        return self.do_open(_Connection, req, request=req)  # type: ignore[arg-type]
 
     https_open = http_open
     http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
@@ -867,8 +828,7 @@ _T = TypeVar("_T")
 
 
 class _Transport:
-    """Sends every request (generate, edit, image download) through :meth:`request`: retries, deadlines,
-    a size cap and error mapping."""
+    """The one request path (generate, edit, image download): retries, deadlines, a size cap, error mapping."""
 
     def __init__(
         self, *, timeout: float = DEFAULT_TIMEOUT, retries: Optional[RetryConfig] = None,
@@ -891,19 +851,17 @@ class _Transport:
         self.proxied, self.direct = urllib.request.OpenerDirector(), urllib.request.OpenerDirector()
         for opener, proxies in ((self.proxied, None), (self.direct, {})):
             opener.add_handler(urllib.request.ProxyHandler(proxies))
-            opener.add_handler(_Handler(self.ssl_context))
+            opener.add_handler(_Handler())
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The context for https (made on first use: loading CA certificates costs)."""
-        if self._ssl_context is None:
+        if self._ssl_context is None:  # made on first use: loading CA certificates costs
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
 
     def request(
-        self, method: str, url: str, parse: Callable[[_Outcome, int], _T], *, body: Optional[bytes] = None,
-        headers: Optional[Dict[str, str]] = None, token: Optional[_Secret] = None,
+        self, method: str, url: str, parse: Callable[[_Outcome, int], _T], *, headers: Dict[str, str],
+        body: Optional[bytes] = None, token: Optional[_Secret] = None, cancel: Optional[threading.Event] = None,
         retries: Optional[RetryConfig] = None, timeout: Optional[float] = None, total_timeout: Optional[float] = None,
-        cancel: Optional[threading.Event] = None,
     ) -> _T:
         """Send until a 2xx (handed to ``parse`` with the attempt count), a final error, or the end of the
         budget: ``total_timeout``, else the policy's ``max_elapsed_time``, else one attempt."""
@@ -912,47 +870,42 @@ class _Transport:
         elapsed_ms = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time
         budget = per_attempt if policy.strategy == "none" else elapsed_ms / 1000
         budget = budget if total_timeout is None else _check_timeout(total_timeout, "total_timeout")
-        deadline, last_answer, attempt = self.clock() + budget, None, 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
+        deadline, last_answer, attempt, cancel = self.clock() + budget, None, 0, cancel or threading.Event()
+        while not cancel.is_set():
             attempt += 1
             seconds = min(per_attempt, deadline - self.clock())
-            outcome = self._attempt(method, url, body, headers or {}, token, seconds)
+            outcome = self._attempt(method, url, body, headers, token, seconds)
             if outcome.error is None and 200 <= outcome.status < 300:
                 return parse(outcome, attempt)
             last_answer = outcome if outcome.error is None else last_answer
             delay = _retry_delay(policy, outcome, attempt - 1, idempotent=method == "GET")
-            if delay is None or delay >= deadline - self.clock() or (cancel is not None and cancel.is_set()):
+            if delay is None or delay >= deadline - self.clock() or cancel.is_set():
                 if outcome.error is APITimeoutError and last_answer and seconds < per_attempt:
                     outcome = last_answer  # the budget, not the server, cut this attempt short: say why
                 raise _error(outcome, attempt)
+            limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             import logging  # here: a call that never retries never pays for importing it
 
-            limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             logging.getLogger("friendli_image").info("retrying in %.1f s after %s (attempt %d%s)", delay,
                                                      _describe(outcome), attempt + 1, limit)
-            if self.sleep is None and cancel is not None:
-                cancel.wait(delay)  # wakes at once when the caller gives up
-            else:
-                (self.sleep or time.sleep)(delay)
+            (self.sleep or cancel.wait)(delay)  # cancel.wait wakes at once when the caller gives up
+        raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
     def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
                  token: Optional[_Secret], seconds: float) -> _Outcome:
         """One exchange within ``seconds`` (redirects followed for GET).  The token is read here and gone when
         this returns; failures are described, not raised, so no traceback keeps the frames that held it."""
         if seconds <= 0:
-            return _Outcome(url, error=APITimeoutError, message="total_timeout ran out")
-        secret = token.get() if token is not None else ""
+            return _Outcome(url, error=APITimeoutError, message="total_timeout ran out", retryable=True)
+        secret = token() if token is not None else ""
         deadline, interrupted = _Deadline(seconds), False
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
                 request = urllib.request.Request(url, data=body, headers=headers, method=method)
-                request.deadline = deadline  # type: ignore[attr-defined]  # read by _Handler
+                request.deadline, request.tls = deadline, self.ssl_context  # type: ignore  # read by _Connection
                 if secret:
                     request.add_unredirected_header("Authorization", "Bearer " + secret)
-                credentials = secret or any(name.lower() == "authorization" for name in headers)
-                direct = credentials and urllib.parse.urlsplit(url).scheme == "http"
+                direct = request.type == "http" and request.has_header("Authorization")  # the token or the caller's
                 response = (self.direct if direct else self.proxied).open(request, timeout=seconds)
                 while 100 <= response.status < 200 and response.status != 101:  # 102, 103: an interim answer
                     stream, response.fp = response.fp, None  # the next answer reads on; this one must not close it
@@ -969,7 +922,6 @@ class _Transport:
                     break
             else:
                 outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
-            outcome.retryable = outcome.error is None  # refusing a redirect would only be repeated
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
@@ -984,8 +936,7 @@ class _Transport:
         status, headers = response.status, response.headers  # type: int, email.message.Message
         ok = 200 <= status < 300
         limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
-        invalid = functools.partial(_Outcome, url, status, headers=headers, error=InvalidResponseError, sent=True,
-                                    retryable=False)
+        invalid = functools.partial(_Outcome, url, status, headers=headers, error=InvalidResponseError, sent=True)
         too_large = f"response body is over the limit of {limit} bytes (max_response_bytes)"
         with response:
             length = response.length
@@ -993,8 +944,7 @@ class _Transport:
                 return invalid(message=too_large)
             body: Union[bytes, bytearray] = bytearray()  # grows as bytes come: a Content-Length is only a promise
             while len(body) <= limit:
-                want = min(1 << 20, limit + 1 - len(body), length - len(body) if length is not None else 1 << 20)
-                chunk = response.read(want) if want > 0 else b""
+                chunk = response.read(min(1 << 20, limit + 1 - len(body)))  # never past a Content-Length
                 if not chunk:
                     break
                 body += chunk
@@ -1021,8 +971,7 @@ class _Transport:
 
     def download(self, url: str) -> bytes:
         """GET an image URL: no token, redirects followed, the client's timeout, retries and size cap."""
-        headers = _headers(self.user_agent, "*/*")
-        return self.request("GET", url, lambda answer, attempts: bytes(answer.body), headers=headers)
+        return self.request("GET", url, lambda answer, _: bytes(answer.body), headers=_headers(self.user_agent, "*/*"))
 
 
 def _check_timeout(value: Any, param: str) -> float:
@@ -1082,19 +1031,19 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     detail = f"{type(reason).__name__}: {_redact(str(reason), secret)}"
     tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))
     if isinstance(reason, (socket.timeout, TimeoutError)):
-        return failure(error=APITimeoutError, message=f"timed out after {deadline.seconds:.3g} s")
+        return failure(error=APITimeoutError, retryable=True, message=f"timed out after {deadline.seconds:.3g} s")
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return failure(retryable=False, message=f"TLS certificate not verified ({reason.verify_message}); for a "
+        return failure(message=f"TLS certificate not verified ({reason.verify_message}); for a "
                        "private CA pass ssl_context=ssl.create_default_context(cafile=...)")
     if isinstance(reason, (http.client.IncompleteRead, http.client.RemoteDisconnected)):
-        return failure(message="the connection closed with the answer incomplete")
+        return failure(retryable=True, message="the connection closed with the answer incomplete")
     if tunnel:  # the proxy refused the tunnel; a 4xx (407: proxy credentials missing) never fixes itself
         return failure(retryable=tunnel.group(1)[0] != "4", message=f"the proxy refused the tunnel: {detail}")
     if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
         gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
     if isinstance(reason, (ValueError, http.client.InvalidURL)):  # its message may quote the URL, query and all
-        return failure(retryable=False, message=f"the URL cannot be sent ({type(reason).__name__})")
+        return failure(message=f"the URL cannot be sent ({type(reason).__name__})")
     retryable = isinstance(reason, (OSError, http.client.HTTPException))
     return failure(retryable=retryable, message=f"connection failed: {detail}")
 
@@ -1122,11 +1071,10 @@ def _error(outcome: _Outcome, attempts: int) -> FriendliError:
     if outcome.status in (301, 302, 303, 307, 308):
         message += " (API calls follow no redirect, so the token never goes elsewhere: check base_url)"
     message += f" [request id {request_id}]" if request_id else ""
-    status_error = InternalServerError if 500 <= outcome.status <= 599 else APIStatusError
-    return _STATUS_ERRORS.get(outcome.status, status_error)(
-        message, status_code=outcome.status, body=text, headers=outcome.headers, server_message=server_message or
-        outcome.reason, retry_after=_retry_after(outcome.headers), attempts=attempts, request_id=request_id,
-    )
+    error = _STATUS_ERRORS.get(outcome.status, InternalServerError if 500 <= outcome.status <= 599 else APIStatusError)
+    return error(message, status_code=outcome.status, body=text, headers=outcome.headers, request_id=request_id,
+                 server_message=server_message or outcome.reason, retry_after=_retry_after(outcome.headers),
+                 attempts=attempts)
 
 
 # Client ===================================================================
