@@ -107,12 +107,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_API_PATHS = {
-    ("dedicated", "generate"): "/dedicated/v1/images/generations",
-    ("dedicated", "edit"): "/dedicated/v1/images/edits",
-    ("container", "generate"): "/v1/images/generations",
-    ("container", "edit"): "/v1/images/edits",
-}
+_API_PATHS = {"dedicated": "/dedicated/v1/images/", "container": "/v1/images/"}  # + "generations" or "edits"
 _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body kept for messages and ``.body``
 _MAX_REDIRECTS = 10  # image downloads only; API calls never follow redirects
 
@@ -883,9 +878,9 @@ class _Transport:
                 if outcome.error is APITimeoutError and last_answer and seconds < per_attempt:
                     outcome = last_answer  # the budget, not the server, cut this attempt short: say why
                 raise _error(outcome, attempt)
-            limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             import logging  # here: a call that never retries never pays for importing it
 
+            limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             logging.getLogger("friendli_image").info("retrying in %.1f s after %s (attempt %d%s)", delay,
                                                      _describe(outcome), attempt + 1, limit)
             (self.sleep or cancel.wait)(delay)  # cancel.wait wakes at once when the caller gives up
@@ -1219,8 +1214,8 @@ class Client(_Closable):
         except (ValueError, TypeError) as exc:  # a field changed after validation (UnicodeEncodeError is a ValueError)
             problem = f"the request cannot be sent as JSON ({type(exc).__name__}): build it again to validate it"
         else:
-            operation = "edit" if isinstance(request, ImageEditRequest) else "generate"
-            url = self.base_url + _API_PATHS[self.target, operation]
+            operation = "edits" if isinstance(request, ImageEditRequest) else "generations"
+            url = self.base_url + _API_PATHS[self.target] + operation
             parse = functools.partial(_parse_result, request=request, transport=self._transport)
             return self._transport.request("POST", url, parse, body=body, headers=headers, retries=retries,
                                            token=None if own_authorization else self._token, timeout=timeout,
