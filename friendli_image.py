@@ -228,7 +228,7 @@ _STATUS_ERRORS: Dict[int, Type[APIStatusError]] = {400: BadRequestError, 401: Au
 # Data types ===============================================================
 
 if sys.version_info >= (3, 9):
-    StrPath = Union[str, "os.PathLike[str]"]
+    StrPath = Union[str, os.PathLike[str]]
     """A file path: a string or an ``os.PathLike``."""
 else:  # os.PathLike cannot be subscripted at run time before 3.9 (typing.get_type_hints evaluates it)
     StrPath = Union[str, os.PathLike]
@@ -1101,7 +1101,7 @@ def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
     return url.rstrip("/")
 
 
-_C = TypeVar("_C", bound="_Closable")
+_C = TypeVar("_C")
 
 
 class _Closable:
