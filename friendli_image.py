@@ -285,6 +285,12 @@ def _check_number(value: Any, param: str, low: Optional[float] = None, high: Opt
     return number
 
 
+def _check_timeout(value: Any, param: str) -> float:
+    if _check_number(value, param, 0) == 0:
+        raise FriendliValidationError(f"{param} must be positive, got {value!r}")
+    return float(value)
+
+
 def _decode_base64(text: str) -> bytes:
     """Strictly decode standard base64 (whitespace between groups allowed); b"" when it is not valid or empty."""
     compact = "".join(text.split()) if text.isascii() else ""
@@ -593,12 +599,10 @@ class BackoffStrategy:
     jitter_ms: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("initial_interval", "max_interval", "exponent", "max_elapsed_time", "jitter_ms"):
+        for name in ("initial_interval", "max_interval", "exponent", "jitter_ms"):
             if getattr(self, name) is not None or name != "jitter_ms":
                 _check_number(getattr(self, name), f"BackoffStrategy.{name}", 0)
-        if self.max_elapsed_time <= 0:
-            raise FriendliValidationError(f"BackoffStrategy.max_elapsed_time must be positive, "
-                                          f"got {self.max_elapsed_time!r}")
+        _check_timeout(self.max_elapsed_time, "BackoffStrategy.max_elapsed_time")
 
     def delay(self, retry_index: int) -> float:
         """Seconds to sleep before retry number ``retry_index`` (0 for the first retry)."""
@@ -659,8 +663,6 @@ class RetryConfig:
 DEFAULT_RETRY_CONFIG = RetryConfig("backoff", _DEFAULT_BACKOFF)
 """Back off 0.5 s x1.5 (+ up to 1 s jitter, at most 60 s) on 429/500/502/503/504 and unsent requests, for
 up to :data:`DEFAULT_TOTAL_TIMEOUT` in all: the SDK's policy, bounded instead of one hour."""
-
-_NO_RETRIES = RetryConfig("none")
 
 
 def _retry_after(headers: email.message.Message) -> Optional[float]:
@@ -819,9 +821,6 @@ class _Handler(urllib.request.AbstractHTTPHandler):
     http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
 
 
-_T = TypeVar("_T")
-
-
 class _Transport:
     """The one request path (generate, edit, image download): retries, deadlines, a size cap, error mapping."""
 
@@ -854,12 +853,12 @@ class _Transport:
         return self._ssl_context
 
     def request(
-        self, method: str, url: str, parse: Callable[[_Outcome, int], _T], *, headers: Dict[str, str],
-        body: Optional[bytes] = None, token: Optional[_Secret] = None, cancel: Optional[threading.Event] = None,
+        self, method: str, url: str, *, headers: Dict[str, str], body: Optional[bytes] = None,
+        token: Optional[_Secret] = None, cancel: Optional[threading.Event] = None,
         retries: Optional[RetryConfig] = None, timeout: Optional[float] = None, total_timeout: Optional[float] = None,
-    ) -> _T:
-        """Send until a 2xx (handed to ``parse`` with the attempt count), a final error, or the end of the
-        budget: ``total_timeout``, else the policy's ``max_elapsed_time``, else one attempt."""
+    ) -> Tuple[_Outcome, int]:
+        """Send until a 2xx (returned with the attempt count), a final error, or the end of the budget:
+        ``total_timeout``, else the policy's ``max_elapsed_time``, else one attempt."""
         policy = _check_retries(retries) or self.retries
         per_attempt = self.timeout if timeout is None else _check_timeout(timeout, "timeout")
         elapsed_ms = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time
@@ -871,7 +870,7 @@ class _Transport:
             seconds = min(per_attempt, deadline - self.clock())
             outcome = self._attempt(method, url, body, headers, token, seconds)
             if outcome.error is None and 200 <= outcome.status < 300:
-                return parse(outcome, attempt)
+                return outcome, attempt
             last_answer = outcome if outcome.error is None else last_answer
             delay = _retry_delay(policy, outcome, attempt - 1, idempotent=method == "GET")
             if delay is None or delay >= deadline - self.clock() or cancel.is_set():
@@ -966,13 +965,7 @@ class _Transport:
 
     def download(self, url: str) -> bytes:
         """GET an image URL: no token, redirects followed, the client's timeout, retries and size cap."""
-        return self.request("GET", url, lambda answer, _: bytes(answer.body), headers=_headers(self.user_agent, "*/*"))
-
-
-def _check_timeout(value: Any, param: str) -> float:
-    if _check_number(value, param, 0) == 0:
-        raise FriendliValidationError(f"{param} must be a positive number of seconds, got {value!r}")
-    return float(value)
+        return bytes(self.request("GET", url, headers=_headers(self.user_agent, "*/*"))[0].body)
 
 
 def _check_retries(retries: Any) -> Optional[RetryConfig]:
@@ -1216,10 +1209,10 @@ class Client(_Closable):
         else:
             operation = "edits" if isinstance(request, ImageEditRequest) else "generations"
             url = self.base_url + _API_PATHS[self.target] + operation
-            parse = functools.partial(_parse_result, request=request, transport=self._transport)
-            return self._transport.request("POST", url, parse, body=body, headers=headers, retries=retries,
-                                           token=None if own_authorization else self._token, timeout=timeout,
-                                           total_timeout=total_timeout, cancel=cancel)
+            answer, attempts = self._transport.request("POST", url, body=body, headers=headers, retries=retries,
+                                                       token=None if own_authorization else self._token,
+                                                       timeout=timeout, total_timeout=total_timeout, cancel=cancel)
+            return _parse_result(answer, attempts, request, self._transport)
         raise FriendliValidationError(problem)
 
 
@@ -1274,7 +1267,7 @@ class _ImageOperations:
     def _method(self, operation: str, params: Dict[str, Any]) -> Callable[..., ImageGenerationResult]:
         """The client method for a call; the SDK-only names in ``params`` are translated in place."""
         if "retries" in params and params["retries"] is None:  # as in the SDK: None means no retries (omitted:
-            params["retries"] = _NO_RETRIES  # the client's policy)
+            params["retries"] = RetryConfig("none")  # the client's policy)
         timeout_ms = params.pop("timeout_ms", None)
         if timeout_ms is not None:
             params["timeout"] = _check_number(timeout_ms, "timeout_ms") / 1000.0
