@@ -239,7 +239,6 @@ ImageInput = Union[str, bytes, bytearray, memoryview, StrPath, Mapping[str, Any]
 _IMAGE_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
                      (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"), (b"BM", "bmp"))
 _SUFFIXES = {"png": ".png", "jpeg": ".jpg", "gif": ".gif", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _image_type(data: bytes) -> Optional[str]:
@@ -255,12 +254,12 @@ def _short(value: Any) -> str:
 
 
 def _check_text(value: Any, param: str, *, identifier: bool = False) -> str:
-    """A non-empty string UTF-8 can encode; an ``identifier`` has no whitespace or control characters."""
+    """A non-empty string UTF-8 can encode; an ``identifier`` is printable and has no spaces."""
     if not isinstance(value, str) or not value.strip():
         raise FriendliValidationError(f"{param} must be a non-empty string, got {_short(value)}")
-    if re.search("[\ud800-\udfff]", value):  # a lone surrogate (e.g. from a badly decoded command line)
+    if not value.isascii() and any("\ud800" <= char <= "\udfff" for char in value):  # a lone surrogate
         raise FriendliValidationError(f"{param} is not valid Unicode (UTF-8 cannot encode it): {_short(value)}")
-    if identifier and _SPACE_OR_CONTROL.search(value):
+    if identifier and (" " in value or not value.isprintable()):  # other whitespace is not printable
         raise FriendliValidationError(f"{param} must not contain whitespace or control characters, got {_short(value)}")
     return value
 
@@ -382,7 +381,8 @@ class ImageGenerationRequest:
         if self.target == "dedicated":
             if self.model is None:
                 raise FriendliValidationError("model is required: pass model='endpoint-id' or 'endpoint-id:adapter'")
-            if not re.fullmatch("[^:]+(:[^:]+)?", _check_text(self.model, "model", identifier=True)):
+            parts = _check_text(self.model, "model", identifier=True).split(":")
+            if len(parts) > 2 or not all(parts):
                 raise FriendliValidationError(f"model must be 'endpoint-id' or 'endpoint-id:adapter-route', "
                                               f"got {_short(self.model)}")
         elif self.model is not None:
@@ -718,7 +718,7 @@ class _Secret:
             raise FriendliError(f"the token callable raised {failed}")
         if not isinstance(value, str) or not value.strip():
             raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
-        if not (value.isascii() and value.isprintable()) or _SPACE_OR_CONTROL.search(value):
+        if not (value.isascii() and value.isprintable()) or " " in value:
             raise FriendliValidationError("the API token must be printable ASCII without whitespace")
         return value
 
@@ -838,7 +838,7 @@ class _Transport:
         _check_number(max_response_bytes, "max_response_bytes", 1, whole=True)
         self.max_response_bytes = max_response_bytes
         agent = f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
-        self.user_agent = _check_header_value(user_agent or agent, "user_agent")
+        self.user_agent = _check_header_value(user_agent, "user_agent") if user_agent else agent
         self.sleep, self.clock, self._ssl_context = sleep, clock or time.monotonic, ssl_context
         # No redirect or error handler: every status comes back as it is.  ProxyHandler(None) reads
         # HTTP(S)_PROXY and NO_PROXY; a request carrying credentials over plain http goes ``direct``.
