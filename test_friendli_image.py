@@ -842,6 +842,8 @@ def test_model_strings_are_sent_as_given(api: FakeFriendli, client: fi.Client, t
         pytest.param("ep\x7f", id="del"),
         pytest.param("ep\n", id="newline"),
         pytest.param("ep:ad apt", id="space-in-adapter"),
+        pytest.param("ep\u200b", id="zero-width-space"),
+        pytest.param("ep\u00a0", id="no-break-space"),
         pytest.param("\ud800", id="lone-surrogate"),
         pytest.param("ep:\udfff", id="lone-surrogate-in-adapter"),
     ],
