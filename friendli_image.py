@@ -794,8 +794,20 @@ class _Connection(http.client.HTTPConnection):
         return http.client.HTTPResponse(_TimedReader(sock, self.deadline), **kwargs)  # type: ignore[arg-type]
 
     def connect(self) -> None:
-        self.timeout = self.deadline.left()
-        super().connect()  # TCP, and a proxy's CONNECT when tunnelling
+        # socket.create_connection would give every address of a name the whole timeout, one after another:
+        # here each address tried gets an equal share of the time left.
+        name, addresses = self.host, socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        for index, (*_, address) in enumerate(addresses):
+            self.host = socket.getnameinfo(address, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+            self.timeout = self.deadline.left() / (len(addresses) - index)
+            try:
+                super().connect()  # TCP to this address, and a proxy's CONNECT when tunnelling
+                break
+            except OSError:
+                if index == len(addresses) - 1:
+                    raise
+            finally:
+                self.host = name
         if self.tls is not None:
             self.sock.settimeout(self.deadline.left())  # bounds the whole handshake
             self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host)
@@ -1030,7 +1042,7 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
         gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
-    if isinstance(reason, (ValueError, http.client.InvalidURL)):  # its message may quote the URL, query and all
+    if isinstance(reason, (ValueError, http.client.InvalidURL)) and not deadline.sent:  # may quote the URL's query
         return failure(message=f"the URL cannot be sent ({type(reason).__name__})")
     retryable = isinstance(reason, (OSError, http.client.HTTPException))
     return failure(retryable=retryable, message=f"connection failed: {detail}")

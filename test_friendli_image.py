@@ -2639,6 +2639,88 @@ def test_a_tls_handshake_that_never_completes_ends_at_the_deadline(trickle: bool
     assert info.value.sent is False and "timed out after 0.3 s" in str(info.value)
 
 
+def rt_black_holes(addresses: Sequence[str], port: int = 0) -> Tuple[List[socket.socket], int]:
+    """Listeners on ``addresses`` at one port (``0``: any free one), each with a full accept queue, so that a new
+    connect hangs (its SYN dropped): the addresses of a host that does not answer."""
+    sockets: List[socket.socket] = []
+    try:
+        for address in addresses:
+            listener = socket.socket()
+            sockets.append(listener)
+            listener.bind((address, port))
+            listener.listen(0)
+            port = listener.getsockname()[1]
+            for _ in range(8):  # fill the queue; the connect that hangs proves the hole
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.settimeout(0.05)
+                try:
+                    probe.connect(listener.getsockname())
+                except socket.timeout:
+                    break
+            else:
+                raise OSError("a full accept queue refuses connections here instead of dropping them")
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        pytest.skip(f"no black-holed addresses on this machine: {exc}")
+    return sockets, port
+
+
+def rt_resolve_to(monkeypatch: pytest.MonkeyPatch, name: str, addresses: Sequence[str]) -> None:
+    """``name`` resolves to several IPv4 addresses, as a host with many records (a real resolver cannot be
+    told to, without root)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (each, port)) for each in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_the_deadline_holds_across_the_addresses_of_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six addresses, none answering the TCP handshake: the attempt still ends at ``timeout``.
+
+    Catches socket.create_connection's timeout for each address (the attempt would take six timeouts).
+    """
+    addresses = [f"127.0.0.{n}" for n in range(1, 7)]
+    sockets, port = rt_black_holes(addresses)
+    try:
+        rt_resolve_to(monkeypatch, "many.localhost", addresses)
+        client = fi.Client(TOKEN, base_url=f"http://many.localhost:{port}", timeout=0.6, retries=RT_NO_RETRIES)
+        started = time.monotonic()
+        with pytest.raises(fi.APITimeoutError) as info:
+            client.generate(model="ep", prompt="p")
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert 0.6 * 0.8 < elapsed < 0.6 + MARGIN
+    assert info.value.sent is False and "timed out after 0.6 s" in str(info.value)
+
+
+def test_an_address_that_does_not_answer_leaves_time_for_the_next(api: FakeFriendli,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's first address drops the connection, its second is the API: the call succeeds in ``timeout``.
+
+    Catches the first address given all the time left (every attempt would time out there)."""
+    api_port = urllib.parse.urlsplit(api.url).port or 80
+    sockets, _ = rt_black_holes(["127.0.0.2"], api_port)
+    try:
+        rt_resolve_to(monkeypatch, "many.localhost", ["127.0.0.2", "127.0.0.1"])
+        api.queue(Reply(200, {"data": [png_item(seed=5)]}))
+        client = fi.Client(TOKEN, base_url=f"http://many.localhost:{api_port}", timeout=1, retries=RT_NO_RETRIES)
+        started = time.monotonic()
+        assert client.generate(model="ep", prompt="p").data[0].seed == 5
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert 0.4 < elapsed < 1 + MARGIN  # half the time went to the first address
+
+
 # -- interim (1xx) answers ---------------------------------------------------------------------------------
 
 
@@ -2722,6 +2804,19 @@ def rt_raw_answer(status: int, payload: bytes, framing: str, content_type: str =
             pass  # the client stopped reading at its cap
 
     return respond
+
+
+def test_a_malformed_chunk_size_is_a_connection_error_after_sending(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    """http.client may raise ValueError for a negative chunk size: catches it reported as a URL that
+    cannot be sent, when the request was sent and the answer is what is broken."""
+    def respond(handler: Handler, seen: Seen) -> None:
+        rt_write(handler, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n")
+
+    api.queue(respond)
+    with pytest.raises(fi.APIConnectionError) as info:
+        rt_client(api, fake_sleep).generate(model="ep", prompt="p")
+    assert info.value.sent is True and "URL" not in str(info.value)
+    assert fake_sleep.calls == []  # sent, so not retried by default
 
 
 RT_FRAMINGS = ["length", "chunked", "close"]
