@@ -876,8 +876,8 @@ class _Transport:
         elapsed_ms = (policy.backoff or _DEFAULT_BACKOFF).max_elapsed_time
         budget = per_attempt if policy.strategy == "none" else elapsed_ms / 1000
         budget = budget if total_timeout is None else _check_timeout(total_timeout, "total_timeout")
-        deadline, last_answer, attempt, cancel = self.clock() + budget, None, 0, cancel or threading.Event()
-        while not cancel.is_set():
+        deadline, last_answer, attempt = self.clock() + budget, None, 0
+        while not (cancel and cancel.is_set()):
             attempt += 1
             seconds = min(per_attempt, deadline - self.clock())
             outcome = self._attempt(method, url, body, headers, token, seconds)
@@ -885,7 +885,7 @@ class _Transport:
                 return outcome, attempt
             last_answer = outcome if outcome.error is None else last_answer
             delay = _retry_delay(policy, outcome, attempt - 1, idempotent=method == "GET")
-            if delay is None or delay >= deadline - self.clock() or cancel.is_set():
+            if delay is None or delay >= deadline - self.clock() or (cancel and cancel.is_set()):
                 if outcome.error is APITimeoutError and last_answer and seconds < per_attempt:
                     outcome = last_answer  # the budget, not the server, cut this attempt short: say why
                 raise _error(outcome, attempt)
@@ -894,7 +894,7 @@ class _Transport:
             limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             logging.getLogger("friendli_image").info("retrying in %.1f s after %s (attempt %d%s)", delay,
                                                      _describe(outcome), attempt + 1, limit)
-            (self.sleep or cancel.wait)(delay)  # cancel.wait wakes at once when the caller gives up
+            (self.sleep or (cancel.wait if cancel else time.sleep))(delay)  # cancel.wait wakes when the caller gives up
         raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
     def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
