@@ -2721,6 +2721,34 @@ def test_an_address_that_does_not_answer_leaves_time_for_the_next(api: FakeFrien
     assert 0.4 < elapsed < 1 + MARGIN  # half the time went to the first address
 
 
+@pytest.mark.parametrize(
+    "code, retried",
+    [
+        pytest.param("EAI_NONAME", False, id="no-such-name"),
+        pytest.param("EAI_NODATA", False, id="no-address-for-the-name"),
+        pytest.param("EAI_AGAIN", True, id="temporary-failure"),
+    ],
+)
+def test_a_dns_failure_is_retried_only_when_it_may_pass(monkeypatch: pytest.MonkeyPatch, fake_sleep: FakeSleep,
+                                                        code: str, retried: bool) -> None:
+    """Catches a name that does not exist retried for the whole budget, or a DNS hiccup not retried."""
+    if not hasattr(socket, code):
+        pytest.skip(f"socket.{code} is not defined here")
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "dns.localhost":
+            raise socket.gaierror(getattr(socket, code), "a resolver's answer")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client = fi.Client(TOKEN, base_url="http://dns.localhost:9", retries=rt_backoff(max_retries=2), sleep=fake_sleep,
+                       clock=fake_sleep.clock)
+    with pytest.raises(fi.APIConnectionError, match="cannot resolve the host") as info:
+        client.generate(model="ep", prompt="p")
+    assert info.value.attempts == (3 if retried else 1) and info.value.sent is False
+
+
 # -- interim (1xx) answers ---------------------------------------------------------------------------------
 
 
