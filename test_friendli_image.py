@@ -6027,6 +6027,32 @@ def test_cli_a_503_storm_ends_after_the_allowed_retries_each_reported(
         assert elapsed >= 0.3  # the server's Retry-After was waited for
 
 
+@pytest.mark.parametrize("args, waits", [([], False), (["--total-timeout", "61"], True)],
+                         ids=["default-60-s", "total-timeout-61-s"])
+def test_cli_a_retry_after_of_a_minute_ends_the_default_run_at_once(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch, args: List[str],
+    waits: bool
+) -> None:
+    """``Retry-After: 60`` leaves no time within the default 60 s per request, but does within 61 s (a run
+    that announces the wait is stopped there with Ctrl-C, so the test never sleeps a minute).
+
+    Catches the command line leaving the library's 300 s budget in place."""
+    write = sys.stderr.write
+
+    def interrupt_a_retry(text: str) -> int:
+        count = write(text)
+        if "retrying in" in text:
+            signal.raise_signal(signal.SIGINT)
+        return count
+
+    monkeypatch.setattr(sys.stderr, "write", interrupt_a_retry)
+    cli_route(monkeypatch, api, lambda seen: Reply(503, {"detail": "busy"}, headers={"Retry-After": "60"}))
+    started = time.monotonic()
+    code, out, err = cli_run(api, capsys, "-m", "ep", "a fox", *args)
+    assert time.monotonic() - started < MARGIN and len(cli_posted(api)) == 1
+    assert ("retrying in 60.0 s" in err) is waits and code == (130 if waits else 1)
+
+
 def test_cli_default_retries_and_total_timeout_are_documented(capsys: Any) -> None:
     assert fi.main(["--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
