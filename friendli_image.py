@@ -285,7 +285,7 @@ def _check_number(value: Any, param: str, low: Optional[float] = None, high: Opt
 
 
 def _check_timeout(value: Any, param: str) -> float:
-    if _check_number(value, param, 0) == 0:
+    if _check_number(value, param, 0, 1e9) == 0:  # at most about 31 years: sockets and sleeps take no more
         raise FriendliValidationError(f"{param} must be positive, got {value!r}")
     return float(value)
 
@@ -435,7 +435,10 @@ class ImageEditRequest(ImageGenerationRequest):
             raise FriendliValidationError("control_images and controlnet_weights are not part of an image edit")
         if self.image is None:
             raise FriendliValidationError("image is required for an edit")
-        self.image = (_image_list if isinstance(self.image, (list, tuple)) else _encode_image)(self.image, "image")
+        if isinstance(self.image, (list, tuple)):
+            self.image = _image_list(self.image, "image")
+        else:
+            self.image = _encode_image(self.image, "image")
 
 
 @dataclasses.dataclass(repr=False)
@@ -789,9 +792,12 @@ class _Connection(http.client.HTTPConnection):
         self.default_port = 443 if self.tls else 80  # read by HTTPConnection.__init__ and by a proxy tunnel
         super().__init__(host, **kwargs)
         self.deadline, self.tls_host = request.deadline, urllib.parse.urlsplit(request.full_url).hostname or ""
+        self.spoke = False  # something was sent: a failure from here on is not the address's
 
-    def response_class(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:  # type: ignore
-        return http.client.HTTPResponse(_TimedReader(sock, self.deadline), **kwargs)  # type: ignore[arg-type]
+    def response_class(  # type: ignore[override]  # HTTPConnection makes every answer, a CONNECT's too, here
+        self, sock: socket.socket, *args: Any, **kwargs: Any
+    ) -> http.client.HTTPResponse:
+        return http.client.HTTPResponse(_TimedReader(sock, self.deadline), *args, **kwargs)  # type: ignore[arg-type]
 
     def connect(self) -> None:
         # socket.create_connection would give every address of a name the whole timeout, one after another:
@@ -803,8 +809,8 @@ class _Connection(http.client.HTTPConnection):
             try:
                 super().connect()  # TCP to this address, and a proxy's CONNECT when tunnelling
                 break
-            except OSError:
-                if index == len(addresses) - 1:
+            except OSError:  # the next address, unless a proxy was reached and refused the tunnel
+                if self.spoke or index == len(addresses) - 1:
                     raise
             finally:
                 self.host = name
@@ -816,6 +822,7 @@ class _Connection(http.client.HTTPConnection):
         if self.sock is None:
             self.connect()
         self.sock.settimeout(self.deadline.left())  # bounds a whole sendall
+        self.spoke = True
         super().send(data)
 
     def getresponse(self) -> http.client.HTTPResponse:
@@ -831,6 +838,13 @@ class _Handler(urllib.request.AbstractHTTPHandler):
 
     https_open = http_open
     http_request = https_request = urllib.request.AbstractHTTPHandler.do_request_
+
+
+@functools.lru_cache(maxsize=None)
+def _default_ssl_context() -> ssl.SSLContext:
+    """The context for https of every client given none: made on first use (loading the CA certificates takes
+    milliseconds), then shared, as a context may be by any number of connections and threads."""
+    return ssl.create_default_context()
 
 
 class _Transport:
@@ -857,12 +871,10 @@ class _Transport:
         self.proxied, self.direct = urllib.request.OpenerDirector(), urllib.request.OpenerDirector()
         for opener, proxies in ((self.proxied, None), (self.direct, {})):
             opener.add_handler(urllib.request.ProxyHandler(proxies))
-            opener.add_handler(_Handler())
+            opener.add_handler(_Handler(debuglevel=0))  # http.client's debug output would print the token
 
     def ssl_context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:  # made on first use: loading CA certificates costs
-            self._ssl_context = ssl.create_default_context()
-        return self._ssl_context
+        return self._ssl_context or _default_ssl_context()
 
     def request(
         self, method: str, url: str, *, headers: Dict[str, str], body: Optional[bytes] = None,
@@ -894,7 +906,10 @@ class _Transport:
             limit = "" if policy.max_retries is None else f" of at most {policy.max_retries + 1}"
             logging.getLogger("friendli_image").info("retrying in %.1f s after %s (attempt %d%s)", delay,
                                                      _describe(outcome), attempt + 1, limit)
-            (self.sleep or (cancel.wait if cancel else time.sleep))(delay)  # cancel.wait wakes when the caller gives up
+            if self.sleep is None and cancel is not None:
+                cancel.wait(delay)  # wakes at once when the caller gives up
+            else:
+                (self.sleep or time.sleep)(delay)
         raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
     def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
@@ -1042,8 +1057,10 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
         gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
-    if isinstance(reason, (ValueError, http.client.InvalidURL)) and not deadline.sent:  # may quote the URL's query
-        return failure(message=f"the URL cannot be sent ({type(reason).__name__})")
+    if isinstance(reason, http.client.InvalidURL) or isinstance(reason, ValueError) and not deadline.sent:
+        return failure(message=f"the URL cannot be sent ({type(reason).__name__})")  # its text may quote the query
+    if isinstance(reason, ValueError):  # http.client reading a malformed answer
+        return failure(message=f"the answer cannot be read ({type(reason).__name__})")
     retryable = isinstance(reason, (OSError, http.client.HTTPException))
     return failure(retryable=retryable, message=f"connection failed: {detail}")
 
@@ -1206,6 +1223,8 @@ class Client(_Closable):
         ``retries``, ``timeout`` (seconds per attempt), ``total_timeout`` (seconds for the whole call,
         sleeps included) and ``x_friendli_team`` override the client's; ``http_headers`` adds headers (an
         ``Authorization`` replaces the token); setting ``cancel`` stops retrying and wakes a retry sleep."""
+        if cancel is not None and not isinstance(cancel, threading.Event):
+            raise FriendliValidationError(f"cancel must be a threading.Event (or None), got {_short(cancel)}")
         if not isinstance(request, ImageGenerationRequest) or request.target != self.target:
             raise FriendliValidationError(f"request must be an ImageGenerationRequest or ImageEditRequest for "
                                           f"{self.target!r}")
