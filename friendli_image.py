@@ -1057,7 +1057,7 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
         gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
-    if isinstance(reason, http.client.InvalidURL) or isinstance(reason, ValueError) and not deadline.sent:
+    if isinstance(reason, http.client.InvalidURL) or (isinstance(reason, ValueError) and not deadline.sent):
         return failure(message=f"the URL cannot be sent ({type(reason).__name__})")  # its text may quote the query
     if isinstance(reason, ValueError):  # http.client reading a malformed answer
         return failure(message=f"the answer cannot be read ({type(reason).__name__})")
