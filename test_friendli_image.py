@@ -10,15 +10,17 @@ SDK facade, command line; then packaging promises and the README's examples.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
-import concurrent.futures
 import copy
 import dataclasses
 import email.message
 import email.utils
-import gc
+import errno
+import gzip
 import http.client
+import inspect
 import io
 import json
 import logging
@@ -26,8 +28,9 @@ import os
 import pathlib
 import pickle
 import random
+import re
+import select
 import selectors
-import shlex
 import shutil
 import signal
 import socket
@@ -36,8 +39,12 @@ import ssl
 import struct
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+import traceback
+import types
+import typing
 import urllib.parse
 import zlib
 from collections import deque
@@ -480,12 +487,6 @@ def png_item(seed: Optional[int] = 7, **extra: Any) -> Dict[str, Any]:
         item["seed"] = seed
     return item
 
-
-
-import errno
-import inspect
-import re
-import typing
 
 # ===========================================================================
 # Public constants
@@ -1831,9 +1832,6 @@ def test_save_without_overwrite_never_replaces_a_file(tmp_path: pathlib.Path) ->
     assert info.value.errno == 17 and target.read_bytes() == PNG and sorted(os.listdir(tmp_path)) == ["x.png"]
 
 
-
-import gzip
-
 # ===========================================================================
 # Retry policy
 # ===========================================================================
@@ -2776,7 +2774,6 @@ def rt_final_200(payload: bytes, content_type: bytes = b"application/json") -> b
                                                                                        payload)
 
 
-
 @pytest.mark.parametrize(
     "interim",
     [
@@ -3245,10 +3242,6 @@ def test_a_call_whose_cancel_is_already_set_sends_nothing(api: FakeFriendli, cli
     assert api.requests == [] and info.value.attempts == 0
 
 
-
-import traceback
-import types
-
 # -- edges of the transport and the client -----------------------------------------------------------------------
 
 
@@ -3556,8 +3549,6 @@ class SecFault:
     refused: bool = False  # talk to a port where nothing listens
     timeout: float = 5.0
     bug: str = ""
-
-
 
 
 SEC_FAULTS = [
@@ -4752,10 +4743,6 @@ def test_fuzz_every_schema_valid_answer_is_accepted(api: FakeFriendli, fake_slee
                 assert (image.url, image.b64_json) == (item.get("url"), item.get("b64_json"))
 
 
-
-import ast
-import textwrap
-
 # ===========================================================================
 # Client
 # ===========================================================================
@@ -5625,10 +5612,6 @@ def test_readme_lambda_example_runs_and_respects_the_deadline(api: FakeFriendli,
     assert handler({"prompt": ""}, ReadmeLambdaContext(30_000))["statusCode"] == 400
     assert handler({"prompt": "x"}, ReadmeLambdaContext(1_000))["statusCode"] == 503
 
-
-
-import re
-import select
 
 # ===========================================================================
 # Command line
