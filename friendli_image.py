@@ -116,9 +116,10 @@ _MAX_REDIRECTS = 10  # image downloads only; API calls never follow redirects
 
 class FriendliError(Exception):
     """Base class of every error this module raises; ``attempts`` is how many HTTP attempts the call
-    made ("(after N attempts)" ends the message when over 1), ``request_id`` the server's ``X-Request-Id``."""
+    made (0 when none was: a validation error, say; "(after N attempts)" ends the message when over 1),
+    ``request_id`` the server's ``X-Request-Id``."""
 
-    def __init__(self, message: str, *, attempts: int = 1, request_id: Optional[str] = None) -> None:
+    def __init__(self, message: str, *, attempts: int = 0, request_id: Optional[str] = None) -> None:
         super().__init__(f"{message} (after {attempts} attempts)" if attempts > 1 else message)
         self.attempts = attempts
         self.request_id = request_id
@@ -201,7 +202,7 @@ class APITimeoutError(APIConnectionError):
 class InvalidResponseError(FriendliError):
     """A 2xx answer that breaks the API's schema or is too large, or a field unusable where it is used."""
 
-    def __init__(self, message: str, *, status_code: Optional[int] = None, attempts: int = 1,
+    def __init__(self, message: str, *, status_code: Optional[int] = None, attempts: int = 0,
                  request_id: Optional[str] = None) -> None:
         super().__init__(message, attempts=attempts, request_id=request_id)
         self.status_code = status_code
@@ -551,7 +552,8 @@ def _parse_result(answer: _Outcome, attempts: int, request: ImageGenerationReque
     try:
         images = _images_in(answer, request)  # its frame, holding the body, is gone with the exception
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        problem = str(exc) if type(exc) is ValueError else f"not UTF-8 JSON ({answer.headers.get('content-type')})"
+        kind = answer.headers.get("content-type")
+        problem = str(exc) if type(exc) is ValueError else "the body is not UTF-8 JSON" + (f" ({kind})" if kind else "")
     else:
         for image in images:
             image._transport = transport
@@ -1533,7 +1535,7 @@ def _cli_check_outputs(args: Any, jobs: List[_CliJob]) -> None:
     suffixes = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}  # the format asked for names the file before the call
     for job in jobs if not args.overwrite else ():
         path = _cli_path(args, job, len(jobs), 0, job.request.seed)
-        suffix = suffixes.get(job.request.response_format or "")
+        suffix = suffixes.get(job.request.response_format or ("jpeg" if args.target == "container" else ""))
         if not path.suffix and suffix and (job.request.seed is not None or args.file):
             path = path.with_name(path.name + suffix)  # else the server's seed, or the image's bytes, name it
         if path.suffix and os.path.lexists(path):

@@ -764,6 +764,18 @@ def test_errors_built_directly_survive_pickling(err: fi.FriendliError) -> None:
     assert str(clone).count("attempts") == str(err).count("attempts")  # the suffix is not added twice
 
 
+@pytest.mark.parametrize("err, attempts", [
+    pytest.param(fi.FriendliError("m"), 0, id="FriendliError"),
+    pytest.param(fi.FriendliValidationError("m"), 0, id="FriendliValidationError"),
+    pytest.param(fi.InvalidResponseError("m"), 0, id="InvalidResponseError"),
+    pytest.param(fi.APIStatusError("m"), 1, id="APIStatusError-an-answer-came"),
+    pytest.param(fi.APIConnectionError("m"), 1, id="APIConnectionError-an-attempt-was-made"),
+])
+def test_errors_built_directly_have_plain_defaults(err: fi.FriendliError, attempts: int) -> None:
+    assert str(err) == "m" and err.attempts == attempts and err.request_id is None
+    assert getattr(err, "sent", False) is False  # a connection error is "not sent" unless said
+
+
 def test_validation_errors_are_value_errors(api: FakeFriendli, client: fi.Client) -> None:
     with pytest.raises(ValueError) as info:
         client.generate(model="ep", prompt="")
@@ -1033,7 +1045,7 @@ BAD_INPUTS = [
 def test_bad_inputs_fail_before_the_network(api: FakeFriendli, make: Callable[[str], Any], fragment: str) -> None:
     with pytest.raises(fi.FriendliValidationError) as info:
         make(api.url)
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, ValueError) and info.value.attempts == 0
     assert fragment in str(info.value)
     assert api.requests == []
 
@@ -1051,6 +1063,7 @@ GOOD_INPUTS = [
                  id="weights-tuple-same-length"),
     pytest.param({"controlnet_weights": [0.5]}, "controlnet_weights", [0.5], id="weights-without-images"),
     pytest.param({"control_images": (PNG,)}, "control_images", [{"image": PNG_URI}], id="control-images-tuple"),
+    pytest.param({"prompt": "\ud7ff \ue000"}, "prompt", "\ud7ff \ue000", id="prompt-next-to-the-surrogates"),
 ] + [pytest.param({"response_format": f}, "response_format", f, id=f"dedicated-format-{f}") for f in DEDICATED_FORMATS]
 
 
@@ -1058,7 +1071,7 @@ GOOD_INPUTS = [
 def test_inputs_at_the_limits_are_accepted_and_sent(
     api: FakeFriendli, client: fi.Client, call: Dict[str, Any], key: str, sent: Any
 ) -> None:
-    client.generate(model="ep", prompt="p", **call)
+    client.generate(**{"model": "ep", "prompt": "p", **call})
     body = api.requests[0].json
     assert body[key] == sent and type(body[key]) is type(sent)
 
@@ -1282,6 +1295,18 @@ def test_paths_that_are_not_readable_images_are_refused(
     assert api.requests == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's PATH_MAX")
+def test_a_path_as_long_as_the_system_allows_is_still_read_as_a_file(
+    api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "x.png").write_bytes(PNG)
+    padding = 4095 - len(f"{tmp_path}/x.png")  # 4095 characters: the longest path Linux takes (PATH_MAX 4096)
+    path = f"{tmp_path}/{'./' * (padding // 2)}{'/' * (padding % 2)}x.png"
+    assert len(path) == 4095
+    client.edit(model="ep", prompt="p", image=path)
+    assert api.requests[0].json["image"] == {"image": PNG_URI}
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -1479,7 +1504,7 @@ def test_unusable_values_raise_invalid_response_naming_the_field(
         with pytest.raises(fi.InvalidResponseError) as info:
             use()
         assert str(info.value).startswith(field + (" " if field.endswith("]") else "")), str(info.value)
-        assert "s3cr3t" not in str(info.value)
+        assert "s3cr3t" not in str(info.value) and info.value.attempts == 0  # refused without an attempt
     assert list(tmp_path.iterdir()) == []  # save() wrote nothing
     for clone in (copy.copy(image), copy.deepcopy(image), pickle.loads(pickle.dumps(image))):
         with pytest.raises(fi.InvalidResponseError, match=re.escape(field)):  # copies still name the field
@@ -1531,6 +1556,17 @@ def test_a_schema_error_keeps_the_request_id(api: FakeFriendli, client: fi.Clien
     assert info.value.request_id == "rid-7" and len(api.requests) == 1  # not retried
 
 
+@pytest.mark.parametrize("content_type, ending", [("text/html", "not UTF-8 JSON (text/html)"),
+                                                  ("", "not UTF-8 JSON")], ids=["named", "unnamed"])
+def test_a_body_that_is_not_json_is_named_with_its_content_type_when_it_has_one(
+    api: FakeFriendli, client: fi.Client, content_type: str, ending: str
+) -> None:
+    api.queue(Reply(200, body=b"<html>Welcome</html>", content_type=content_type))
+    with pytest.raises(fi.InvalidResponseError) as info:
+        client.generate(model="ep", prompt="p")
+    assert str(info.value) == f"unexpected response: the body is {ending}"
+
+
 # -- GeneratedImage values -------------------------------------------------------------------
 
 
@@ -1541,7 +1577,7 @@ def test_repr_of_a_generated_image_is_short_and_hides_url_secrets(api: FakeFrien
                                    {"url": secret_url, "seed": 6, "response_format": "url"}]})
     text = repr(res)
     assert len(text) < 400
-    assert "seed=5" in text and f"({len(big)} chars)" in text and big[:32] in text
+    assert f"seed=5, response_format='png', b64_json='{big[:32]}\u2026' ({len(big)} chars)" in text
     assert "https://cdn.example/img.png" in text
     for secret in ("s3cr3t", "Signature", "pa55", "user", "frag", "?"):
         assert secret not in text
@@ -1753,7 +1789,7 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
         with pytest.raises(fi.ImageSaveError) as info:
             res.save_all(folder)
         assert isinstance(info.value, OSError) and info.value.errno in (errno.ENOTDIR, errno.EEXIST)
-        assert info.value.filename == str(folder)
+        assert info.value.filename == str(folder) and os.strerror(info.value.errno) in str(info.value)
     assert dt_listing(tmp_path) == ["file"]
 
 
@@ -3897,7 +3933,7 @@ def test_secrets_using_an_image_url_urlsplit_cannot_parse_is_a_friendli_error_wi
     image = client.generate(model="ep", prompt="p").data[0]
     err = sec_raised(lambda: image.save(tmp_path / "x") if use == "save" else getattr(image, use)())
     assert isinstance(err, fi.FriendliError), repr(err)
-    assert err.attempts == 1 and fake_sleep.calls == []  # a URL that cannot be parsed never gets better
+    assert err.attempts == 0 and fake_sleep.calls == []  # refused before any download: it never gets better
     sec_assert_absent([SEC_SIGNATURE], sec_error_texts(err, frames=False), "the error")
     assert list(tmp_path.iterdir()) == []
 
@@ -5873,17 +5909,19 @@ def test_cli_a_batch_keeps_an_existing_file_and_saves_the_others(
 
 
 @pytest.mark.parametrize("args, existing", [
-    (["-n", "3", "--seed", "10", "-o", "out/"], os.path.join("out", "002-11.png")),  # the seed and format name it
-    (["--seed", "7", "-o", "out/"], os.path.join("out", "7.png")),
-    (["--seed", "7"], "a-fox-7.png"),
-    (["-o", "fox", "--format", "jpeg"], "fox.jpg"),  # -o FILE without a suffix: the format's
-], ids=["batch", "directory", "default-name", "file-without-suffix"])
+    (["-m", "ep", "-n", "3", "--seed", "10", "-o", "out/"], os.path.join("out", "002-11.png")),  # seed and format
+    (["-m", "ep", "--seed", "7", "-o", "out/"], os.path.join("out", "7.png")),
+    (["-m", "ep", "--seed", "7"], "a-fox-7.png"),
+    (["-m", "ep", "-o", "fox", "--format", "jpeg"], "fox.jpg"),  # -o FILE without a suffix: the format's
+    (["--target", "container", "-o", "fox"], "fox.jpg"),  # a container's default format is jpeg
+    (["--target", "container", "--seed", "7"], "a-fox-7.jpg"),
+], ids=["batch", "directory", "default-name", "file-without-suffix", "container-file", "container-seed"])
 def test_cli_a_name_known_before_sending_is_checked_before_sending(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, args: List[str], existing: str
 ) -> None:
     (cli_env / "out").mkdir()
     (cli_env / existing).write_bytes(b"old")
-    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", *args)
+    code, _, err = cli_run(api, capsys, "a fox", *args)
     assert code == 2 and api.requests == [] and "--overwrite" in err
     assert (cli_env / existing).read_bytes() == b"old"
 
