@@ -2786,6 +2786,24 @@ def test_a_dns_failure_is_retried_only_when_it_may_pass(monkeypatch: pytest.Monk
     assert info.value.attempts == (3 if retried else 1) and info.value.sent is False
 
 
+@pytest.mark.parametrize("scheme, port", [("http", 80), ("https", 443)])
+def test_a_url_without_a_port_goes_to_its_schemes_port(monkeypatch: pytest.MonkeyPatch, scheme: str,
+                                                       port: int) -> None:
+    """Catches a wrong default port (the request, token included, would go to another service)."""
+    real, asked = socket.getaddrinfo, []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "ports.localhost":
+            return real(host, port, *args, **kwargs)
+        asked.append(port)
+        raise socket.gaierror(socket.EAI_NONAME, "a resolver's answer")  # nothing is sent anywhere
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(fi.APIConnectionError, match="cannot resolve the host"):
+        fi.Client(TOKEN, base_url=f"{scheme}://ports.localhost", retries=RT_NO_RETRIES).generate(model="ep", prompt="p")
+    assert asked == [port]
+
+
 # -- interim (1xx) answers ---------------------------------------------------------------------------------
 
 
