@@ -5087,6 +5087,16 @@ def test_send_refuses_a_request_built_for_another_target(
     assert api.requests == []
 
 
+@pytest.mark.parametrize("field, value", [("prompt", "a \ud800 fox"), ("seed", object()),
+                                          ("guidance_scale", float("nan"))], ids=["surrogate", "object", "nan"])
+def test_send_refuses_a_request_changed_after_validation(api: FakeFriendli, field: str, value: Any) -> None:
+    request = fi.ImageGenerationRequest("ep", "a fox")
+    setattr(request, field, value)  # dataclasses validate when built, not when a field is set
+    with pytest.raises(fi.FriendliValidationError, match="build it again"):
+        fi.Client(TOKEN, base_url=api.url).send(request)
+    assert api.requests == []
+
+
 # -- container target ------------------------------------------------------------------------------
 
 
