@@ -301,6 +301,14 @@ def _decode_base64(text: str) -> bytes:
     return data if len(data) == len(compact) // 4 * 3 - compact[-2:].count("=") else b""  # a2b skips stray characters
 
 
+def _check_path(value: Any, param: str) -> pathlib.Path:
+    """A file system path given as text or an ``os.PathLike`` of text, without NUL characters."""
+    name = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise FriendliValidationError(f"{param} must be a file path (str or os.PathLike), got {_short(value)}")
+    return pathlib.Path(name)
+
+
 def _check_size(size: int, param: str) -> None:
     if size > MAX_INPUT_IMAGE_BYTES:
         raise FriendliValidationError(f"{param}: the image is over the API's limit of 50 MiB ({size} bytes)")
@@ -317,7 +325,7 @@ def _bytes_to_data_uri(data: bytes, param: str) -> str:
 
 def _read_image_file(path: StrPath, param: str) -> bytes:
     """Read a regular file of at most 50 MiB: the limit holds for what is read, whatever ``stat`` says."""
-    name = os.fspath(path)
+    name = str(_check_path(path, param))
     try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a FIFO must not block
         with open(fd, "rb") as file:
@@ -467,14 +475,15 @@ class GeneratedImage:
             parts.append(f"url={_redact_url(self.url)!r}")
         if self.b64_json is not None:
             b64 = self.b64_json
-            parts.append(f"b64_json={b64!r}" if len(b64) <= 48 else f"b64_json='{b64[:32]}\u2026' ({len(b64)} chars)")
+            long = isinstance(b64, str) and len(b64) > 48
+            parts.append(f"b64_json='{b64[:32]}\u2026' ({len(b64)} chars)" if long else f"b64_json={_short(b64)}")
         return f"GeneratedImage({', '.join(parts)})"
 
     def content(self) -> bytes:
         """The image bytes: ``b64_json`` decoded, or ``url`` downloaded (no token sent, redirects
         followed, with the client's timeout, retry policy and response size cap)."""
         if self.b64_json is not None:
-            data = _decode_base64(self.b64_json)
+            data = _decode_base64(self.b64_json) if isinstance(self.b64_json, str) else b""
             if not data:
                 raise InvalidResponseError(f"{self._field}.b64_json is not valid base64")
             return data
@@ -482,7 +491,7 @@ class GeneratedImage:
             raise InvalidResponseError(f"{self._field} has neither 'url' nor 'b64_json'")
         try:
             scheme = urllib.parse.urlsplit(self.url).scheme  # urlsplit lowercases it
-        except ValueError:
+        except (ValueError, TypeError, AttributeError):  # or not text: a GeneratedImage built by hand
             scheme = ""
         if scheme not in ("http", "https"):
             raise InvalidResponseError(f"{self._field}.url is not an http(s) URL: {_short(_redact_url(self.url))}")
@@ -495,8 +504,9 @@ class GeneratedImage:
         not at all (written beside it, then renamed over it: a reader of the old file keeps the old file).
         ``overwrite=False`` refuses an existing file.  Failures raise :class:`ImageSaveError`, also an ``OSError``.
         """
-        data = self.content()
-        target = pathlib.Path(path)
+        data, target = self.content(), _check_path(path, "path")
+        if target.name in ("", ".."):
+            raise FriendliValidationError(f"path must name a file, got {_short(path)}")
         if not target.suffix:
             target = target.with_name(target.name + _SUFFIXES.get(_image_type(data) or "", ".bin"))
         temporary = target.with_name(f".friendli-{os.urandom(6).hex()}.part")  # short: any legal name fits
@@ -534,7 +544,7 @@ class ImageGenerationResult:
         """Save every image as ``directory/<prefix>-<index>.<ext>``, creating the directory; return the paths."""
         if not isinstance(prefix, str) or not prefix or "/" in prefix or "\\" in prefix:
             raise FriendliValidationError(f"prefix must be a file name without a directory part, got {_short(prefix)}")
-        folder = pathlib.Path(directory)
+        folder = _check_path(directory, "directory")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -709,8 +719,8 @@ class _Secret:
 
     def __init__(self, value: Union[str, Callable[[], str]]) -> None:
         self._value = value
-        if isinstance(value, str):
-            self()  # a bad string is refused when the client is made
+        if not callable(value):
+            self()  # a bad token is refused when the client is made
 
     def __call__(self) -> str:  # a token callable too: the SDK facade hands its _Secret to Client
         """The token, checked; a callable is called (once per attempt, for rotating secrets)."""
@@ -867,6 +877,9 @@ class _Transport:
         self.max_response_bytes = max_response_bytes
         agent = f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
         self.user_agent = _check_header_value(user_agent, "user_agent") if user_agent else agent
+        for name, function in (("sleep", sleep), ("clock", clock)):
+            if function is not None and not callable(function):
+                raise FriendliValidationError(f"{name} must be a function (or None), got {_short(function)}")
         self.sleep, self.clock, self._ssl_context = sleep, clock or time.monotonic, ssl_context
         # No redirect or error handler: every status comes back as it is.  ProxyHandler(None) reads
         # HTTP(S)_PROXY and NO_PROXY; a request carrying credentials over plain http goes ``direct``.
@@ -1012,6 +1025,8 @@ def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Op
     if team is not None:
         team = _check_text(team, "x_friendli_team", identifier=True)
         headers["X-Friendli-Team"] = _check_header_value(team, "x_friendli_team")
+    if extra is not None and not isinstance(extra, Mapping):
+        raise FriendliValidationError(f"http_headers must be a mapping of header names to values, got {_short(extra)}")
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
@@ -1028,9 +1043,9 @@ def _redact_url(url: str) -> str:
     """A URL without user info, query or fragment (pre-signed image URLs carry credentials there)."""
     try:
         parts = urllib.parse.urlsplit(url)
-    except ValueError:  # e.g. "http://[::1" from a server
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    except (ValueError, TypeError, AttributeError):  # e.g. "http://[::1" from a server; not text
         return "<a URL that cannot be parsed>"
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _describe(outcome: _Outcome) -> str:
@@ -1274,6 +1289,8 @@ class AsyncClient(_Closable):
 
     def __init__(self, token: Optional[Union[str, Callable[[], str]]] = None, *, executor: Any = None,
                  **client_options: Any) -> None:
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise FriendliValidationError(f"executor must be a concurrent.futures.Executor, got {_short(executor)}")
         self._client, self._executor = Client(token, **client_options), executor
 
     def __repr__(self) -> str:

@@ -970,6 +970,7 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_edit(u, image=""), "image", id="edit-image-empty-str"),
     pytest.param(lambda u: dt_edit(u, image="data:image/png," + PNG_B64), "image", id="edit-data-uri-not-base64"),
     pytest.param(lambda u: dt_edit(u, image="data:image/png;base64,@@@@"), "image", id="edit-data-uri-garbage"),
+    pytest.param(lambda u: dt_edit(u, image=pathlib.Path("a\0b.png")), "image must be a file path", id="edit-path-nul"),
     # timeouts, client-wide and per call
     pytest.param(lambda u: dt_gen(u, {"timeout": 0}), "timeout", id="client-timeout-0"),
     pytest.param(lambda u: dt_gen(u, {"timeout": -1}), "timeout", id="client-timeout-negative"),
@@ -989,6 +990,12 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_gen(u, total_timeout=NAN), "total_timeout", id="total-timeout-nan"),
     pytest.param(lambda u: dt_gen(u, total_timeout=BIG), "total_timeout", id="total-timeout-huge-int"),
     pytest.param(lambda u: dt_edit(u, timeout=0), "timeout", id="edit-timeout-0"),
+    # other client options
+    pytest.param(lambda u: fi.ImageGenerationRequest("ep", "p", target="cloud"), "target", id="request-target-unknown"),
+    pytest.param(lambda u: fi.Client(5, base_url=u), "no API token", id="token-an-int"),
+    pytest.param(lambda u: dt_gen(u, {"sleep": 5}), "sleep must be a function", id="sleep-not-callable"),
+    pytest.param(lambda u: dt_gen(u, {"clock": 5}), "clock must be a function", id="clock-not-callable"),
+    pytest.param(lambda u: fi.AsyncClient(TOKEN, base_url=u, executor=5), "executor", id="executor-not-an-executor"),
     # retry settings
     pytest.param(lambda u: dt_gen(u, retries=fi.RetryConfig("backoff", dt_backoff(initial_interval=BIG))),
                  "initial_interval", id="backoff-initial-huge-int"),
@@ -1038,6 +1045,9 @@ BAD_INPUTS = [
                  id="header-value-not-latin-1"),
     pytest.param(lambda u: dt_gen(u, http_headers={"X-Note": "a\x00b"}), "http_headers", id="header-value-nul"),
     pytest.param(lambda u: dt_gen(u, http_headers={"X-Note": 5}), "http_headers", id="header-value-int"),
+    pytest.param(lambda u: dt_gen(u, http_headers=5), "http_headers must be a mapping", id="headers-an-int"),
+    pytest.param(lambda u: dt_gen(u, http_headers=[("X-A", "v")]), "http_headers must be a mapping",
+                 id="headers-a-list-of-pairs"),
 ]
 
 
@@ -1567,6 +1577,21 @@ def test_a_body_that_is_not_json_is_named_with_its_content_type_when_it_has_one(
     assert str(info.value) == f"unexpected response: the body is {ending}"
 
 
+@pytest.mark.parametrize("fields, field", [
+    pytest.param({"b64_json": 5}, "image.b64_json", id="b64-an-int"),
+    pytest.param({"b64_json": PNG_B64.encode()}, "image.b64_json", id="b64-bytes"),
+    pytest.param({"url": 5}, "image.url", id="url-an-int"),
+    pytest.param({"url": b"https://cdn.example/x.png?sig=s3cr3t"}, "image.url", id="url-bytes"),
+    pytest.param({"url": ["https://cdn.example/x.png"]}, "image.url", id="url-a-list"),
+])
+def test_an_image_built_by_hand_with_wrong_types_fails_where_used(fields: Dict[str, Any], field: str) -> None:
+    image = fi.GeneratedImage(1, "png", **fields)
+    assert "s3cr3t" not in repr(image)
+    for use in (image.content, image.data_uri):
+        with pytest.raises(fi.InvalidResponseError, match=re.escape(field)):
+            use()
+
+
 # -- GeneratedImage values -------------------------------------------------------------------
 
 
@@ -1791,6 +1816,26 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
         assert isinstance(info.value, OSError) and info.value.errno in (errno.ENOTDIR, errno.EEXIST)
         assert info.value.filename == str(folder) and os.strerror(info.value.errno) in str(info.value)
     assert dt_listing(tmp_path) == ["file"]
+
+
+@pytest.mark.parametrize("path, problem", [
+    pytest.param(5, "must be a file path", id="an-int"),
+    pytest.param(None, "must be a file path", id="none"),
+    pytest.param(b"x.png", "must be a file path", id="bytes"),
+    pytest.param("", "must be a file path", id="empty"),
+    pytest.param("x\0.png", "must be a file path", id="nul"),
+    pytest.param("/", "must name a file", id="root"),
+    pytest.param("..", "must name a file", id="parent"),
+])
+def test_save_and_save_all_refuse_what_is_not_a_path(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+                                                     path: Any, problem: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(fi.FriendliValidationError, match=f"path {problem}"):
+        dt_image(PNG).save(path)
+    if problem != "must name a file":  # a directory may be "/" or ".."
+        with pytest.raises(fi.FriendliValidationError, match=f"directory {problem}"):
+            fi.ImageGenerationResult([dt_image(PNG)]).save_all(path)
+    assert dt_listing(tmp_path) == []
 
 
 # -- typing ----------------------------------------------------------------------------------
