@@ -1531,10 +1531,10 @@ def test_unusable_values_raise_invalid_response_naming_the_field(
         pytest.param({"data": "x"}, False, "'data'", id="data-a-string"),
         pytest.param({"data": [png_item(), "x"]}, False, "data[1] is not an object", id="item-a-string"),
         pytest.param({"data": [[]]}, False, "data[0] is not an object", id="item-a-list"),
-        pytest.param({"data": [png_item(seed="7")]}, False, "data[0].seed", id="seed-a-string"),
+        pytest.param({"data": [png_item(seed="7")]}, False, "data[0].seed is not an integer", id="seed-a-string"),
         pytest.param({"data": [png_item(seed=True)]}, False, "data[0].seed", id="seed-a-bool"),
         pytest.param({"data": [png_item(seed=1.5)]}, False, "data[0].seed", id="seed-a-float"),
-        pytest.param({"data": [png_item(url=5)]}, False, "data[0].url", id="url-a-number"),
+        pytest.param({"data": [png_item(url=5)]}, False, "data[0].url is not a string", id="url-a-number"),
         pytest.param({"data": [{"seed": 1, "b64_json": 5}]}, False, "data[0].b64_json", id="b64-a-number"),
         pytest.param({"data": [png_item(response_format=5)]}, False, "data[0].response_format",
                      id="response-format-a-number"),
@@ -1814,7 +1814,8 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
         with pytest.raises(fi.ImageSaveError) as info:
             res.save_all(folder)
         assert isinstance(info.value, OSError) and info.value.errno in (errno.ENOTDIR, errno.EEXIST)
-        assert info.value.filename == str(folder) and os.strerror(info.value.errno) in str(info.value)
+        assert info.value.filename == str(folder)
+        assert str(info.value) == f"cannot create the directory {str(folder)!r}: {os.strerror(info.value.errno)}"
     assert dt_listing(tmp_path) == ["file"]
 
 
@@ -2521,14 +2522,16 @@ def test_a_storm_with_default_settings_ends_within_the_default_budget(
         assert fake_sleep.calls == [60.0] * 4  # a fifth wait would leave no time for the attempt after it
 
 
+@pytest.mark.parametrize("budget_ms, sleeps", [(5000, 4), (6593, 4), (6594, 5)])
 def test_max_elapsed_time_is_the_budget_when_no_total_timeout(
-    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep
+    api: FakeFriendli, client: fi.Client, fake_sleep: FakeSleep, budget_ms: int, sleeps: int
 ) -> None:
-    """Catches the backoff's max_elapsed_time ignored."""
+    """Catches the backoff's max_elapsed_time ignored, or read in the wrong unit."""
     api.queue(*[rt_error(503) for _ in range(20)])
     with pytest.raises(fi.InternalServerError):
-        client.generate(model="ep", prompt="p", retries=rt_backoff(budget_ms=5000))
-    assert fake_sleep.calls == [0.5, 0.75, 1.125, 1.6875]  # the next (2.5 s) would pass 5 s
+        client.generate(model="ep", prompt="p", retries=rt_backoff(budget_ms=budget_ms))
+    # 0.5 + 0.75 + 1.125 + 1.6875 = 4.0625 s; the next sleep (2.53125 s) ends at 6.59375 s
+    assert fake_sleep.calls == [0.5, 0.75, 1.125, 1.6875, 2.53125][:sleeps]
 
 
 def test_when_the_budget_cuts_an_attempt_short_the_error_is_the_last_answer(api: FakeFriendli) -> None:
