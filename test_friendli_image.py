@@ -646,10 +646,13 @@ def test_error_without_request_id_says_none(api: FakeFriendli, client: fi.Client
         pytest.param(4 * 1024 * 1024, 64 * 1024, id="4MiB-cut-to-64KiB"),
     ],
 )
-def test_error_bodies_are_kept_up_to_64_kib(api: FakeFriendli, client: fi.Client, size: int, kept: int) -> None:
+@pytest.mark.parametrize("status", [300, 400])  # 300: the first status that is not a success
+def test_error_bodies_are_kept_up_to_64_kib(
+    api: FakeFriendli, client: fi.Client, size: int, kept: int, status: int
+) -> None:
     body = (b"0123456789abcdef" * (size // 16 + 1))[:size]
-    err = err_call(api, client, Reply(400, body=body))
-    assert err.body == body[:kept].decode()
+    err = err_call(api, client, Reply(status, body=body))
+    assert err.status_code == status and err.body == body[:kept].decode()
     assert len(str(err)) < 400  # the message quotes a summary, not the body
 
 
@@ -1854,8 +1857,8 @@ def dt_public_callables() -> List[Tuple[str, Any]]:
                 if klass.__module__ != fi.__name__:
                     continue
                 for attr, member in vars(klass).items():
-                    if attr.startswith("_") and attr != "__init__":
-                        continue
+                    if attr.startswith("_") and not (attr.startswith("__") and attr.endswith("__")):
+                        continue  # private; special methods (__init__, __enter__, ...) are public
                     if isinstance(member, (classmethod, staticmethod)):
                         member = member.__func__
                     elif isinstance(member, property):
@@ -1869,7 +1872,8 @@ def test_type_hints_resolve_on_every_public_class_method_and_function() -> None:
     checked = dt_public_callables()
     names = {name for name, _ in checked}
     assert {"Client.generate", "Client.edit", "GeneratedImage.save", "generate", "main",
-            "UnprocessableEntityError.errors", "ImageGenerationResult.save_all", "Client.__init__"} <= names
+            "UnprocessableEntityError.errors", "ImageGenerationResult.save_all", "Client.__init__",
+            "Client.__enter__", "AsyncClient.__aenter__"} <= names
     failures = []
     for name, obj in checked:
         try:
@@ -3013,6 +3017,21 @@ def test_the_size_cap_applies_to_downloads(api: FakeFriendli, fake_sleep: FakeSl
         with pytest.raises(fi.InvalidResponseError, match="max_response_bytes"):
             item.content()
     assert len(rt_gets(api)) == 1
+
+
+@pytest.mark.parametrize("sent, error", [(64 * 1024 + 1, fi.BadRequestError), (64 * 1024, fi.APIConnectionError)],
+                         ids=["more-than-is-kept", "exactly-what-is-kept"])
+def test_an_error_body_promising_more_than_is_kept(api: FakeFriendli, sent: int, error: type) -> None:
+    """100 kB promised, then the connection closes.  Once more than 64 KiB came, the rest is not needed (nor
+    waited for); with fewer bytes than both, the answer is incomplete.  Catches an off-by-one between the two."""
+
+    def respond(handler: Handler, seen: Seen) -> None:
+        rt_write(handler, b"HTTP/1.1 400 X\r\nContent-Length: 100000\r\n\r\n" + b"x" * sent)
+
+    api.queue(respond)
+    with pytest.raises(fi.FriendliError) as info:
+        rt_client(api, retries=RT_NO_RETRIES).generate(model="ep", prompt="p")
+    assert type(info.value) is error
 
 
 def test_a_huge_content_length_beyond_the_cap_is_refused_before_reading(api: FakeFriendli, client: fi.Client) -> None:
