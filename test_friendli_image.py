@@ -995,6 +995,7 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_edit(u, timeout=0), "timeout", id="edit-timeout-0"),
     # other client options
     pytest.param(lambda u: fi.ImageGenerationRequest("ep", "p", target="cloud"), "target", id="request-target-unknown"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u, target="cloud"), "target", id="client-target-unknown"),
     pytest.param(lambda u: fi.Client(5, base_url=u), "no API token", id="token-an-int"),
     pytest.param(lambda u: dt_gen(u, {"sleep": 5}), "sleep must be a function", id="sleep-not-callable"),
     pytest.param(lambda u: dt_gen(u, {"clock": 5}), "clock must be a function", id="clock-not-callable"),
