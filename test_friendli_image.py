@@ -5335,7 +5335,8 @@ def test_cancelling_an_async_call_stops_retries_during_the_real_retry_sleep(api:
     client = fi.AsyncClient(TOKEN, base_url=api.url, timeout=5, executor=executor)
 
     async def main() -> None:
-        task = asyncio.ensure_future(client.generate(model="ep", prompt="x"))
+        # total_timeout bounds the worker if cancelling failed to stop it (the process would wait for it at exit)
+        task = asyncio.ensure_future(client.generate(model="ep", prompt="x", total_timeout=12))
         for _ in range(300):
             if api.requests:
                 break
