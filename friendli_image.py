@@ -722,19 +722,21 @@ class _Secret:
         if not callable(value):
             self()  # a bad token is refused when the client is made
 
-    def __call__(self) -> str:  # a token callable too: the SDK facade hands its _Secret to Client
-        """The token, checked; a callable is called (once per attempt, for rotating secrets)."""
+    def __call__(self, attempts: int = 0) -> str:  # a token callable too: the SDK facade hands its _Secret to Client
+        """The token, checked; a callable is called (once per attempt, for rotating secrets).  ``attempts``, how
+        many the call has made, goes into the error when there is no usable token."""
         value, failed = self._value, ""
         try:
             value = value() if callable(value) else value
         except Exception as exc:  # its message may quote anything: only the type is kept
             failed = type(exc).__name__
         if failed:
-            raise FriendliError(f"the token callable raised {failed}")
+            raise FriendliError(f"the token callable raised {failed}", attempts=attempts)
         if not isinstance(value, str) or not value.strip():
-            raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
+            raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)",
+                                          attempts=attempts)
         if not (value.isascii() and value.isprintable()) or " " in value:
-            raise FriendliValidationError("the API token must be printable ASCII without whitespace")
+            raise FriendliValidationError("the API token must be printable ASCII without whitespace", attempts=attempts)
         return value
 
     def __reduce__(self) -> Any:
@@ -907,7 +909,7 @@ class _Transport:
         while not (cancel and cancel.is_set()):
             attempt += 1
             seconds = min(per_attempt, deadline - self.clock())
-            outcome = self._attempt(method, url, body, headers, token, seconds)
+            outcome = self._attempt(method, url, body, headers, token, seconds, attempt - 1)
             if outcome.error is None and 200 <= outcome.status < 300:
                 return outcome, attempt
             last_answer = outcome if outcome.error is None else last_answer
@@ -928,12 +930,12 @@ class _Transport:
         raise FriendliError(f"the call to {_redact_url(url)} was cancelled", attempts=attempt)
 
     def _attempt(self, method: str, url: str, body: Optional[bytes], headers: Dict[str, str],
-                 token: Optional[_Secret], seconds: float) -> _Outcome:
+                 token: Optional[_Secret], seconds: float, made: int) -> _Outcome:
         """One exchange within ``seconds`` (redirects followed for GET).  The token is read here and gone when
         this returns; failures are described, not raised, so no traceback keeps the frames that held it."""
         if seconds <= 0:
             return _Outcome(url, error=APITimeoutError, message="total_timeout ran out", retryable=True)
-        secret = token() if token is not None else ""
+        secret = token(made) if token is not None else ""  # ``made``: the attempts before this one
         deadline, interrupted = _Deadline(seconds), False
         try:
             for _hop in range(_MAX_REDIRECTS + 1):

@@ -3788,6 +3788,27 @@ def test_secrets_a_failing_token_callable_names_only_the_exception_type(
     assert calls == [1] and api.requests == []  # nothing sent, not retried
 
 
+@pytest.mark.parametrize("later, error", [(KeyError("store down"), fi.FriendliError), ("", fi.FriendliValidationError)],
+                         ids=["raises", "returns-nothing"])
+def test_a_token_callable_failing_on_a_retry_says_how_many_attempts_were_made(
+    api: FakeFriendli, fake_sleep: FakeSleep, later: Any, error: type
+) -> None:
+    answers = iter([TOKEN, TOKEN, later])
+
+    def token() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return str(answer)
+
+    client = fi.Client(token, base_url=api.url, sleep=fake_sleep, clock=fake_sleep.clock)
+    api.queue(Reply(503, {"detail": "busy"}), Reply(503, {"detail": "busy"}))
+    with pytest.raises(fi.FriendliError) as info:
+        client.generate(model="ep", prompt="p")
+    assert type(info.value) is error and info.value.attempts == 2 and len(api.requests) == 2
+    assert str(info.value).endswith("(after 2 attempts)")
+
+
 @pytest.mark.parametrize("bad", ["tok with-space-SECRETX", "", "   ", 42, None], ids=repr)
 def test_secrets_a_token_callable_returning_an_unusable_value_is_refused_without_echo(api: FakeFriendli,
                                                                                       bad: Any) -> None:
