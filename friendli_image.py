@@ -504,9 +504,10 @@ class GeneratedImage:
         not at all (written beside it, then renamed over it: a reader of the old file keeps the old file).
         ``overwrite=False`` refuses an existing file.  Failures raise :class:`ImageSaveError`, also an ``OSError``.
         """
-        data, target = self.content(), _check_path(path, "path")
+        target = _check_path(path, "path")  # before a download
         if target.name in ("", ".."):
             raise FriendliValidationError(f"path must name a file, got {_short(path)}")
+        data = self.content()
         if not target.suffix:
             target = target.with_name(target.name + _SUFFIXES.get(_image_type(data) or "", ".bin"))
         temporary = target.with_name(f".friendli-{os.urandom(6).hex()}.part")  # short: any legal name fits

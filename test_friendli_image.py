@@ -1832,11 +1832,13 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
     pytest.param("/", "must name a file", id="root"),
     pytest.param("..", "must name a file", id="parent"),
 ])
-def test_save_and_save_all_refuse_what_is_not_a_path(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
-                                                     path: Any, problem: str) -> None:
+def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path: pathlib.Path,
+                                                     monkeypatch: pytest.MonkeyPatch, path: Any, problem: str) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(fi.FriendliValidationError, match=f"path {problem}"):
-        dt_image(PNG).save(path)
+    for image in (dt_image(PNG), fi.GeneratedImage(1, "url", url=api.url + "/image.png")):
+        with pytest.raises(fi.FriendliValidationError, match=f"path {problem}"):
+            image.save(path)
+    assert api.requests == []  # refused before downloading
     if problem != "must name a file":  # a directory may be "/" or ".."
         with pytest.raises(fi.FriendliValidationError, match=f"directory {problem}"):
             fi.ImageGenerationResult([dt_image(PNG)]).save_all(path)
