@@ -6377,6 +6377,7 @@ def test_cli_exit_codes_of_a_single_request(
     (["-m", "ep", "a fox", "-n", "0"], {}, "-n and --concurrency must be at least 1"),
     (["-m", "ep", "a fox", "--max-retries", "-1"], {}, "--max-retries at least 0"),
     (["-m", "ep", "a fox", "--timeout", "nan"], {}, "--timeout and --total-timeout must be positive numbers"),
+    (["-m", "ep", "a fox", "--timeout", "0"], {}, "--timeout and --total-timeout must be positive numbers"),
     (["-m", "ep", "a fox", "--total-timeout", "0"], {}, "--timeout and --total-timeout must be positive numbers"),
     (["-m", "ep", "a fox", "--seed", "abc"], {}, "'abc'"),
     (["-m", "a:b:c", "a fox"], {}, "'a:b:c'"),
@@ -6396,7 +6397,7 @@ def test_cli_exit_codes_of_a_single_request(
     (["-m", "ep", "a fox", "--team", "a b"], {}, "team must not contain whitespace"),
     (["-m", "ep", "a fox", "-o", "taken.png"], {"taken.png": b"old"}, "taken.png exists; pass --overwrite"),
 ], ids=["nothing", "no-model", "prompt-and-prompts", "format", "steps-0", "steps-51", "concurrency-0", "n-0",
-        "max-retries-negative", "timeout-nan", "total-timeout-0", "seed-not-int", "model-two-colons", "blank-prompt",
+        "max-retries-negative", "timeout-nan", "timeout-0", "total-timeout-0", "seed-not-int", "model-two-colons", "blank-prompt",
         "lone-surrogate", "controlnet-weight", "missing-control-image", "missing-edit-image", "missing-prompts",
         "empty-prompts", "prompts-not-utf8", "missing-token-file", "token-file-directory", "token-file-not-utf8",
         "empty-token-file", "plain-http-remote", "team-with-space", "output-exists"])
