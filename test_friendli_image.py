@@ -6001,6 +6001,19 @@ def test_cli_an_existing_output_file_is_refused_before_any_traffic(
     assert code == 0 and (cli_env / "car.png").read_bytes() == PNG
 
 
+def test_cli_several_requests_need_a_directory_not_a_file_name(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    code, out, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "-o", "fox.png")
+    assert code == 2 and out == "" and api.requests == []
+    assert "-o fox.png names a file, but 2 requests will be made: give a directory" in err
+    assert cli_files(cli_env) == []
+    (cli_env / "shots.v2").mkdir()  # an existing directory is one, whatever its name looks like
+    code, _, _ = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "-o", "shots.v2")
+    assert code == 0 and cli_files(cli_env) == [os.path.join("shots.v2", "001-1234.png"),
+                                                os.path.join("shots.v2", "002-1234.png")]
+
+
 @pytest.mark.parametrize("overwrite", [False, True], ids=["kept", "overwrite"])
 def test_cli_a_name_known_only_after_the_call_is_not_overwritten_either(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, overwrite: bool
