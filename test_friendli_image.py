@@ -343,7 +343,8 @@ def reset_connection(handler: Handler, seen: Seen) -> None:
 
 def short_body(handler: Handler, seen: Seen) -> None:
     """Promise 1000 bytes, send 10, close."""
-    handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"data\": [")
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                        b'{"data": [')
     handler.wfile.flush()
     handler.connection.shutdown(socket.SHUT_RDWR)
 
@@ -6410,7 +6411,8 @@ def test_cli_exit_codes_of_a_single_request(
     (["-m", "ep", "a fox", "--team", "a b"], {}, "team must not contain whitespace"),
     (["-m", "ep", "a fox", "-o", "taken.png"], {"taken.png": b"old"}, "taken.png exists; pass --overwrite"),
 ], ids=["nothing", "no-model", "prompt-and-prompts", "format", "steps-0", "steps-51", "concurrency-0", "n-0",
-        "max-retries-negative", "timeout-nan", "timeout-0", "total-timeout-0", "seed-not-int", "model-two-colons", "blank-prompt",
+        "max-retries-negative", "timeout-nan", "timeout-0", "total-timeout-0", "seed-not-int", "model-two-colons",
+        "blank-prompt",
         "lone-surrogate", "controlnet-weight", "missing-control-image", "missing-edit-image", "missing-prompts",
         "empty-prompts", "prompts-not-utf8", "missing-token-file", "token-file-directory", "token-file-not-utf8",
         "empty-token-file", "plain-http-remote", "team-with-space", "output-exists"])
