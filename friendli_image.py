@@ -505,8 +505,8 @@ class GeneratedImage:
         ``overwrite=False`` refuses an existing file.  Failures raise :class:`ImageSaveError`, also an ``OSError``.
         """
         target = _check_path(path, "path")  # before a download
-        if target.name in ("", ".."):
-            raise FriendliValidationError(f"path must name a file, got {_short(path)}")
+        if target.name in ("", "..") or os.fspath(path).endswith(("/", os.sep)):
+            raise FriendliValidationError(f"path must name a file, not a directory, got {_short(path)}")
         data = self.content()
         if not target.suffix:
             target = target.with_name(target.name + _SUFFIXES.get(_image_type(data) or "", ".bin"))

@@ -1832,6 +1832,7 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
     pytest.param("x\0.png", "must be a file path", id="nul"),
     pytest.param("/", "must name a file", id="root"),
     pytest.param("..", "must name a file", id="parent"),
+    pytest.param("out/", "must name a file", id="trailing-slash"),
 ])
 def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path: pathlib.Path,
                                                      monkeypatch: pytest.MonkeyPatch, path: Any, problem: str) -> None:
