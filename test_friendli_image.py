@@ -6636,12 +6636,18 @@ def test_cli_a_token_echoed_by_the_server_is_never_shown(
 # -- verbosity ----------------------------------------------------------------------------------------------------
 
 
-def test_cli_leaves_logging_as_it_found_it(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any) -> None:
-    handlers, level = list(fi.logger.handlers), fi.logger.level
-    api.queue(Reply(503, {"detail": "busy"}, headers={"retry-after-ms": "1"}))
-    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-o", "fox.png")
-    assert code == 0 and "retrying in" in err  # the retry was reported through the module's logger
-    assert fi.logger.handlers == handlers and fi.logger.level == level
+@pytest.mark.parametrize("level", [logging.NOTSET, logging.WARNING])
+def test_cli_leaves_logging_as_it_found_it(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, level: int) -> None:
+    before = fi.logger.level
+    fi.logger.setLevel(level)  # whatever an earlier test left, this one starts from a known level
+    try:
+        handlers = list(fi.logger.handlers)
+        api.queue(Reply(503, {"detail": "busy"}, headers={"retry-after-ms": "1"}))
+        code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-o", "fox.png")
+        assert code == 0 and "retrying in" in err  # the retry was reported through the module's logger
+        assert fi.logger.handlers == handlers and fi.logger.level == level
+    finally:
+        fi.logger.setLevel(before)
 
 
 @pytest.mark.parametrize("verbose, traceback", [([], False), (["-v"], True), (["--verbose"], True)],
