@@ -1715,8 +1715,14 @@ class _CliReporter:
             images = [{"path": str(path), "seed": image.seed, "format": image.response_format} for path, image in saved]
             payload = {"ok": True, "request_id": request_id, "images": images}
         if self.args.json:
-            print(json.dumps({"index": job.index, "prompt": job.request.prompt, **payload}), flush=True)
+            self.emit({"index": job.index, "prompt": job.request.prompt, **payload})
         self.draw()
+
+    def emit(self, record: Dict[str, Any]) -> None:
+        """Print a --json record on stdout, which may be the terminal the status line is on."""
+        with self.screen:
+            self.clear()
+            print(json.dumps(record), flush=True)
 
     def finish(self, jobs: List[_CliJob]) -> int:
         """Print a batch's summary (and, with --json, a record of each request not done); return the exit code."""
@@ -1725,7 +1731,7 @@ class _CliReporter:
         for job in unfinished if self.args.json else ():
             error = {"type": "NotDone", "status": None, "message": "the run stopped before this request ended",
                      "request_id": None, "attempts": 0}
-            print(json.dumps({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error}))
+            self.emit({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error})
         if self.total > 1:
             left = f", {len(unfinished)} not done" if unfinished else ""
             self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"

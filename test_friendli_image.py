@@ -5859,14 +5859,17 @@ def cli_script(args: Sequence[Union[str, bytes]], cwd: pathlib.Path) -> "subproc
     return done
 
 
-def cli_pty_run(argv: Sequence[str], cwd: pathlib.Path, timeout: float = 30.0) -> Tuple[int, str, str]:
-    """``python friendli_image.py ARGV`` with stderr on a pseudo-terminal; (exit code, terminal text, stdout)."""
+def cli_pty_run(argv: Sequence[str], cwd: pathlib.Path, timeout: float = 30.0,
+                stdout_too: bool = False) -> Tuple[int, str, str]:
+    """``python friendli_image.py ARGV`` with stderr (and with ``stdout_too`` stdout) on a pseudo-terminal;
+    (exit code, terminal text, stdout)."""
     import pty  # POSIX only
 
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen([sys.executable, str(CLI_MODULE), *argv], cwd=cwd, env=cli_script_env(),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+                                stdin=subprocess.DEVNULL, stdout=slave if stdout_too else subprocess.PIPE,
+                                stderr=slave)
     finally:
         os.close(slave)
     chunks: List[bytes] = []
@@ -5882,7 +5885,7 @@ def cli_pty_run(argv: Sequence[str], cwd: pathlib.Path, timeout: float = 30.0) -
             if not data:
                 break
             chunks.append(data)
-        out = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0]
+        out = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))[0] or b""
     finally:
         proc.kill()
         os.close(master)
@@ -6693,8 +6696,8 @@ def test_cli_script_exit_codes(api: FakeFriendli, tmp_path: pathlib.Path, args: 
 @pytest.fixture(scope="module")
 def cli_terminal_runs(shared_api: FakeFriendli,
                       tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[int, str, str, pathlib.Path]]:
-    """Two runs with stderr on a terminal, side by side: one slow image (1 s), and a batch of three
-    (one fails, one is retried once)."""
+    """Runs with stderr on a terminal, side by side: one slow image (1 s); a batch of three (one fails, one
+    is retried once); and that batch with --json, stdout on the same terminal."""
     if sys.platform == "win32":
         pytest.skip("pseudo-terminals are POSIX")
     api = shared_api
@@ -6708,7 +6711,7 @@ def cli_terminal_runs(shared_api: FakeFriendli,
         if "bad" in prompt:
             return Reply(400, {"detail": "no"}, delay=0.1)
         with lock:
-            first = "three" in prompt and not retried
+            first = "three" in prompt and prompt not in retried
             if first:
                 retried.append(prompt)
         if first:
@@ -6718,14 +6721,19 @@ def cli_terminal_runs(shared_api: FakeFriendli,
         return reply
 
     single, batch = tmp_path_factory.mktemp("cli-tty-single"), tmp_path_factory.mktemp("cli-tty-batch")
+    json_batch = tmp_path_factory.mktemp("cli-tty-json")
     (batch / "p.txt").write_text("one\ntwo bad\nthree\n", encoding="utf-8")
+    (json_batch / "p.txt").write_text("json one\njson two bad\njson three\n", encoding="utf-8")
     api.default = route  # type: ignore[method-assign,assignment]
     try:
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(3) as pool:
             one = pool.submit(cli_pty_run, ["--base-url", api.url, "-m", "ep", "a slow fox", "-o", "slow.png"], single)
             many = pool.submit(cli_pty_run, ["--base-url", api.url, "-m", "ep", "--prompts", "p.txt",
                                              "--concurrency", "1"], batch)
-            runs = {"single": (*one.result(), single), "batch": (*many.result(), batch)}
+            json_many = pool.submit(cli_pty_run, ["--base-url", api.url, "-m", "ep", "--prompts", "p.txt", "--json",
+                                                  "--concurrency", "1"], json_batch, stdout_too=True)
+            runs = {"single": (*one.result(), single), "batch": (*many.result(), batch),
+                    "json": (*json_many.result(), json_batch)}
     finally:
         del api.default
         api.reset()
@@ -6774,6 +6782,16 @@ def test_cli_on_a_terminal_messages_never_run_into_the_status_line(
     assert [before for before in starts if not cli_starts_a_line(before)] == []
     drawn = [line for line in re.findall(r"\r\x1b\[K([^\r\n\x1b]*)", text) if not line.startswith("friendli-image:")]
     assert drawn and max(len(line) for line in drawn) <= 80  # the status line fits a terminal (wraps would pile up)
+
+
+def test_cli_on_a_terminal_json_records_on_the_same_terminal_each_start_a_line(
+    cli_terminal_runs: Dict[str, Tuple[int, str, str, pathlib.Path]]
+) -> None:
+    code, text, out, _ = cli_terminal_runs["json"]
+    assert code == 5 and out == ""  # stdout was the terminal too
+    records = [m.start() for m in re.finditer(r'\{"index": ', text)]
+    assert len(records) == 3
+    assert [text[max(0, at - 4):at] for at in records if not cli_starts_a_line(text[max(0, at - 4):at])] == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
