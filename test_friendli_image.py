@@ -6337,6 +6337,17 @@ def test_cli_timeouts_bound_a_request(
 # -- each failure said once; exit codes --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("n, label", [(1, ""), (2, "#1 'a fox': ")], ids=["one-request", "batch-of-two"])
+def test_cli_a_failure_names_its_request_only_in_a_batch(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, n: int, label: str
+) -> None:
+    api.queue(*[Reply(400, {"detail": "no"})] * n)
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", str(n), "--concurrency", "1")
+    errors = [line for line in err.splitlines() if line.startswith("friendli-image: error: ")]
+    assert code == 1 and len(errors) == n
+    assert errors[0].startswith(f"friendli-image: error: {label}BadRequestError: 400")
+
+
 def cli_expired_url_route(api: FakeFriendli, word: str) -> Callable[[Seen], Optional[Responder]]:
     """Prompts containing ``word`` get a pre-signed URL whose download answers 403 (it expired)."""
 
