@@ -1666,11 +1666,11 @@ class _CliReporter:
         job = getattr(self.local, "job", None)
         self.say((f"{job.label}: " if job is not None and self.total > 1 else "") + record.getMessage())
 
-    def say(self, text: str) -> None:
-        """Print a line of its own: the status line is cleared first and drawn again after."""
+    def say(self, text: str, stream: Any = None) -> None:
+        """Print a message, or a --json record on ``stream`` (maybe this terminal too), over the status line."""
         with self.screen:
             self.clear()
-            print(f"friendli-image: {text}", file=sys.stderr, flush=True)
+            print(f"friendli-image: {text}" if stream is None else text, file=stream or sys.stderr, flush=True)
             self.draw()
 
     def clear(self) -> None:
@@ -1715,14 +1715,7 @@ class _CliReporter:
             images = [{"path": str(path), "seed": image.seed, "format": image.response_format} for path, image in saved]
             payload = {"ok": True, "request_id": request_id, "images": images}
         if self.args.json:
-            self.emit({"index": job.index, "prompt": job.request.prompt, **payload})
-        self.draw()
-
-    def emit(self, record: Dict[str, Any]) -> None:
-        """Print a --json record on stdout, which may be the terminal the status line is on."""
-        with self.screen:
-            self.clear()
-            print(json.dumps(record), flush=True)
+            self.say(json.dumps({"index": job.index, "prompt": job.request.prompt, **payload}), sys.stdout)
 
     def finish(self, jobs: List[_CliJob]) -> int:
         """Print a batch's summary (and, with --json, a record of each request not done); return the exit code."""
@@ -1731,7 +1724,8 @@ class _CliReporter:
         for job in unfinished if self.args.json else ():
             error = {"type": "NotDone", "status": None, "message": "the run stopped before this request ended",
                      "request_id": None, "attempts": 0}
-            self.emit({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error})
+            self.say(json.dumps({"index": job.index, "prompt": job.request.prompt, "ok": False, "error": error}),
+                     sys.stdout)
         if self.total > 1:
             left = f", {len(unfinished)} not done" if unfinished else ""
             self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"
