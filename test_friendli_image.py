@@ -1504,6 +1504,8 @@ def test_an_items_own_response_format_wins_over_the_requests(
         pytest.param({"data": [{"seed": 1, "b64_json": "!!not base64!!"}]}, False, "data[0].b64_json",
                      id="invalid-base64"),
         pytest.param({"data": [{"seed": 1, "b64_json": "QUJD="}]}, False, "data[0].b64_json", id="bad-padding"),
+        pytest.param({"data": [{"seed": 1, "b64_json": "AAAA===="}]}, False, "data[0].b64_json",
+                     id="a-group-of-padding-only"),
         pytest.param({"data": [{"seed": 1, "b64_json": ""}]}, False, "data[0].b64_json", id="empty-base64"),
         pytest.param({"data": [{"seed": 1, "response_format": "png"}]}, False, "data[0]", id="neither-field"),
         pytest.param(SPEC_CONTAINER_EXAMPLE, True, "image.b64_json", id="container-spec-placeholder"),
