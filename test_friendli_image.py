@@ -2738,6 +2738,23 @@ def test_a_tls_handshake_that_never_completes_ends_at_the_deadline(trickle: bool
     assert info.value.sent is False and "timed out after 0.3 s" in str(info.value)
 
 
+def test_the_tls_handshake_gets_all_the_time_left_not_the_first_address_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two addresses; the first accepts at once and never finishes the handshake.  Catches the handshake bounded
+    by that address's share of the time for connecting (half of it) instead of all the time left."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        threading.Thread(target=rt_tls_peer, args=(listener, False), daemon=True).start()
+        rt_resolve_to(monkeypatch, "two.localhost", ["127.0.0.1", "127.0.0.2"])
+        client = fi.Client(TOKEN, base_url=f"https://two.localhost:{listener.getsockname()[1]}", timeout=0.5,
+                           retries=RT_NO_RETRIES)
+        started = time.monotonic()
+        with pytest.raises(fi.APITimeoutError):
+            client.generate(model="ep", prompt="p")
+        elapsed = time.monotonic() - started
+    assert 0.5 * 0.9 < elapsed < 0.5 + MARGIN
+
+
 def rt_black_holes(addresses: Sequence[str], port: int = 0) -> Tuple[List[socket.socket], int]:
     """Listeners on ``addresses`` at one port (``0``: any free one), each with a full accept queue, so that a new
     connect hangs (its SYN dropped): the addresses of a host that does not answer."""
