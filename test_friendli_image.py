@@ -2976,7 +2976,7 @@ def test_a_malformed_chunk_size_is_a_connection_error_after_sending(api: FakeFri
     api.queue(respond)
     with pytest.raises(fi.APIConnectionError) as info:
         rt_client(api, fake_sleep).generate(model="ep", prompt="p")
-    assert info.value.sent is True and "URL" not in str(info.value)
+    assert info.value.sent is True and "the answer cannot be read (ValueError)" in str(info.value)
     assert fake_sleep.calls == []  # sent, so not retried by default
 
 
@@ -3160,6 +3160,17 @@ def test_raw_deflate_is_decoded_or_refused_never_returned(api: FakeFriendli, cli
         assert item.content() == PNG
     except fi.InvalidResponseError:
         pass
+
+
+def test_a_truncated_body_decoding_to_exactly_the_cap_is_undecodable_not_too_large(
+    api: FakeFriendli, fake_sleep: FakeSleep
+) -> None:
+    image = make_png(extra=50_000)
+    client = rt_client(api, fake_sleep, max_response_bytes=len(image))
+    api.queue(Reply(200, body=gzip.compress(image)[:-8], headers={"Content-Encoding": "gzip"}))  # no trailer
+    with pytest.raises(fi.InvalidResponseError) as info:
+        client.generate(model="ep", prompt="p")
+    assert str(info.value) == "'gzip' body cannot be decoded"
 
 
 @pytest.mark.parametrize("slack", [0, -1], ids=["at-cap", "one-over"])
