@@ -173,7 +173,7 @@ class UnprocessableEntityError(APIStatusError):
         """The ``detail`` list of the 422 body (``[]`` when there is none)."""
         try:
             detail = json.loads(self.body).get("detail")
-        except (ValueError, AttributeError, RecursionError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             return []
         return detail if isinstance(detail, list) else []
 
@@ -250,7 +250,10 @@ def _image_type(data: bytes) -> Optional[str]:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # nested too deeply to show
+        text = f"a deeply nested {type(value).__name__}"
     return text if len(text) <= 60 else text[:59] + "\u2026"
 
 
@@ -302,9 +305,13 @@ def _decode_base64(text: str) -> bytes:
 
 
 def _check_path(value: Any, param: str) -> pathlib.Path:
-    """A file system path given as text or an ``os.PathLike`` of text, without NUL characters."""
+    """A file system path given as text or an ``os.PathLike`` of text the file system can encode, without NUL."""
     name = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
-    if not isinstance(name, str) or not name or "\0" in name:
+    try:
+        encoded = os.fsencode(name) if isinstance(name, str) else b""
+    except UnicodeError:  # a lone surrogate
+        encoded = b""
+    if not isinstance(name, str) or not encoded or b"\0" in encoded:
         raise FriendliValidationError(f"{param} must be a file path (str or os.PathLike), got {_short(value)}")
     return pathlib.Path(name)
 
@@ -663,7 +670,8 @@ class RetryConfig:
                 raise FriendliValidationError(f"RetryConfig.{name} must be a bool, got {_short(getattr(self, name))}")
         codes = self.status_codes_override
         if codes is not None and (isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
-                re.fullmatch(r"[1-5][0-9X]{2}", str(code).upper()) for code in codes)):  # str(True) matches none
+                isinstance(code, (int, str)) and re.fullmatch(r"[1-5][0-9X]{2}", str(code).upper())
+                for code in codes)):  # str(True) matches none
             raise FriendliValidationError("RetryConfig.status_codes_override must list statuses or patterns like "
                                           f"'5XX', got {_short(codes)}")
         if self.max_retries is not None:
@@ -1077,7 +1085,8 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     if isinstance(reason, socket.gaierror):  # a name that does not exist stays so; a DNS hiccup may pass
         gone = reason.errno in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None))
         return failure(retryable=not gone, message=f"cannot resolve the host: {detail}")
-    if isinstance(reason, http.client.InvalidURL) or (isinstance(reason, ValueError) and not deadline.sent):
+    if isinstance(reason, (http.client.InvalidURL, urllib.error.URLError)) or (  # URLError: urllib's own refusal
+            isinstance(reason, ValueError) and not deadline.sent):  # (no host, unknown scheme), never a network's
         return failure(message=f"the URL cannot be sent ({type(reason).__name__})")  # its text may quote the query
     if isinstance(reason, ValueError):  # http.client reading a malformed answer
         return failure(message=f"the answer cannot be read ({type(reason).__name__})")
@@ -1255,7 +1264,7 @@ class Client(_Closable):
             raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)")
         try:
             body = request.to_json()
-        except (ValueError, TypeError) as exc:  # a field changed after validation (UnicodeEncodeError is a ValueError)
+        except (ValueError, TypeError, RecursionError) as exc:  # a field changed after validation
             problem = f"the request cannot be sent as JSON ({type(exc).__name__}): build it again to validate it"
         else:
             operation = "edits" if isinstance(request, ImageEditRequest) else "generations"
@@ -1364,6 +1373,10 @@ class SyncFriendli(_Closable):
     ) -> None:
         self._token, self._team, self._server_url = (_Secret(token) if token else None), x_friendli_team, server_url
         timeout = DEFAULT_TIMEOUT if timeout_ms is None else _check_number(timeout_ms, "timeout_ms") / 1000.0
+        sdk_names = {"timeout": "timeout_ms=", "retries": "retry_config=", "base_url": "server_url=",
+                     "team": "x_friendli_team=", "target": ".dedicated and .container"}
+        for name in sorted(client_options.keys() & sdk_names):
+            raise FriendliValidationError(f"{type(self).__name__}: use {sdk_names[name]} as in the SDK, not {name}=")
         self._options = dict(retries=retry_config, timeout=timeout, allow_insecure_http=allow_insecure_http,
                              **client_options)
         self._client_for("dedicated", None)  # bad arguments fail now, as in the SDK
@@ -1496,11 +1509,20 @@ def _cli_arguments(argv: Optional[Sequence[str]]) -> Any:
 
 
 def _cli_read(path: str, what: str) -> str:
-    """A text file (``-``: standard input); one that cannot be read is a usage error."""
+    """A text file (``-``: standard input) of at most a million characters, more than any token or list of
+    prompts needs (``/dev/zero`` is endless); one that cannot be read is a usage error."""
     try:
-        return sys.stdin.read() if path == "-" else pathlib.Path(path).read_text(encoding="utf-8-sig")  # -sig: BOM
-    except (OSError, UnicodeError) as exc:
+        if path == "-":
+            text = sys.stdin.read(1_000_001)
+        else:
+            with open(path, encoding="utf-8-sig") as file:  # -sig: a BOM is not part of the text
+                text = file.read(1_000_001)
+    except (OSError, ValueError) as exc:  # a UnicodeDecodeError, or a NUL in the path, is a ValueError
         problem = f"cannot read {what} {path!r}: {getattr(exc, 'strerror', None) or exc}"
+    else:
+        if len(text) <= 1_000_000:
+            return text
+        problem = f"{what} {path!r} holds more than a million characters"
     raise FriendliValidationError(problem)
 
 
@@ -1524,6 +1546,8 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
         prompts = [line for line in lines if line and not line.startswith("#")]
         if not prompts:
             raise FriendliValidationError(f"--prompts {args.prompts!r} holds no prompt")
+    if len(prompts) * args.n > 10_000:  # each is billed; a list of millions would also fill memory
+        raise FriendliValidationError(f"{len(prompts) * args.n} requests: at most 10000 in one run")
     fields: Dict[str, Any] = dict(
         model=args.model, num_inference_steps=args.steps, guidance_scale=args.guidance_scale, target=args.target,
         response_format=args.format or ("png" if args.target == "dedicated" else None),
@@ -1601,13 +1625,15 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         return job, (saved, result.request_id), ""
 
     def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                job = next(pending, None)
-            if job is None:
-                break
-            results.put(run(job))
-        results.put(None)
+        try:
+            while not stop.is_set():
+                with lock:
+                    job = next(pending, None)
+                if job is None:
+                    break
+                results.put(run(job))
+        finally:  # even after an error the library does not expect: the run must not wait for this worker
+            results.put(None)
 
     workers = min(args.concurrency, len(jobs))
     for _ in range(workers):  # daemon threads: a second Ctrl-C ends the process at once

@@ -768,6 +768,10 @@ def test_errors_built_directly_survive_pickling(err: fi.FriendliError) -> None:
     assert str(clone).count("attempts") == str(err).count("attempts")  # the suffix is not added twice
 
 
+def test_an_unprocessable_entity_error_built_without_a_body_has_no_errors() -> None:
+    assert fi.UnprocessableEntityError("m", body=None).errors == []  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("err, attempts", [
     pytest.param(fi.FriendliError("m"), 0, id="FriendliError"),
     pytest.param(fi.FriendliValidationError("m"), 0, id="FriendliValidationError"),
@@ -895,6 +899,9 @@ def dt_backoff(**fields: Any) -> fi.BackoffStrategy:
 
 
 BIG = 10 ** 400  # an int no float can hold
+DEEP: List[Any] = []
+for _ in range(100_000):  # a list nested deeper than repr() or json can go
+    DEEP = [DEEP]
 NAN, INF = float("nan"), float("inf")
 
 BAD_INPUTS = [
@@ -905,6 +912,7 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_gen(u, prompt=42), "prompt", id="prompt-int"),
     pytest.param(lambda u: dt_gen(u, prompt=b"bytes"), "prompt", id="prompt-bytes"),
     pytest.param(lambda u: dt_gen(u, prompt="a \ud800 b"), "prompt", id="prompt-lone-surrogate"),
+    pytest.param(lambda u: dt_gen(u, prompt=DEEP), "got a deeply nested list", id="prompt-nested-too-deep-to-show"),
     pytest.param(lambda u: dt_edit(u, prompt=""), "prompt", id="edit-prompt-empty"),
     # model
     pytest.param(lambda u: dt_gen(u, model="ep\ud800"), "model", id="model-lone-surrogate"),
@@ -975,6 +983,8 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_edit(u, image="data:image/png," + PNG_B64), "image", id="edit-data-uri-not-base64"),
     pytest.param(lambda u: dt_edit(u, image="data:image/png;base64,@@@@"), "image", id="edit-data-uri-garbage"),
     pytest.param(lambda u: dt_edit(u, image=pathlib.Path("a\0b.png")), "image must be a file path", id="edit-path-nul"),
+    pytest.param(lambda u: dt_edit(u, image=pathlib.Path("\ud800.png")), "image must be a file path",
+                 id="edit-path-lone-surrogate"),
     # timeouts, client-wide and per call
     pytest.param(lambda u: dt_gen(u, {"timeout": 0}), "timeout", id="client-timeout-0"),
     pytest.param(lambda u: dt_gen(u, {"timeout": -1}), "timeout", id="client-timeout-negative"),
@@ -1029,6 +1039,8 @@ BAD_INPUTS = [
                  "status_codes_override", id="retry-codes-bool"),
     pytest.param(lambda u: dt_gen(u, retries=fi.RetryConfig("backoff", status_codes_override=[600])),
                  "status_codes_override", id="retry-codes-600"),
+    pytest.param(lambda u: dt_gen(u, retries=fi.RetryConfig("backoff", status_codes_override=[DEEP])),
+                 "status_codes_override", id="retry-codes-nested-too-deep"),
     pytest.param(lambda u: dt_gen(u, retries=fi.RetryConfig("backoff", max_retries=-1)), "max_retries",
                  id="retry-max-retries-negative"),
     pytest.param(lambda u: dt_gen(u, retries=fi.RetryConfig("backoff", backoff={"initial_interval": 1})),
@@ -1835,6 +1847,7 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
     pytest.param("/", "must name a file", id="root"),
     pytest.param("..", "must name a file", id="parent"),
     pytest.param("out/", "must name a file", id="trailing-slash"),
+    pytest.param("\ud800.png", "must be a file path", id="lone-surrogate"),
 ])
 def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path: pathlib.Path,
                                                      monkeypatch: pytest.MonkeyPatch, path: Any, problem: str) -> None:
@@ -3235,6 +3248,18 @@ def test_a_download_follows_redirects(
     moved = "/files/image.png?hop=2" if relative else "/cdn/moved.png?sig=xyz"
     assert [s.path for s in gets] == ["/hop/1?sig=abc", moved]
     assert all(s.method == "GET" and "authorization" not in s.headers for s in gets)
+
+
+def test_a_url_without_a_host_is_neither_retried_nor_quoted(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    """urllib refuses it ("no host given") with a URLError, like a network failure: catches it retried for
+    the whole budget (about four minutes with default settings)."""
+    client = rt_client(api, fake_sleep, retries=fi.DEFAULT_RETRY_CONFIG)
+    api.queue(rt_url_item("http:///image.png?sig=s3cr3t"))
+    item = client.generate(model="ep", prompt="p").data[0]
+    with pytest.raises(fi.APIConnectionError) as info:
+        item.content()
+    assert "the URL cannot be sent" in str(info.value) and "s3cr3t" not in str(info.value)
+    assert info.value.attempts == 1 and fake_sleep.calls == []
 
 
 @pytest.mark.parametrize("hops, ok", [(10, True), (11, False)])
@@ -5214,7 +5239,8 @@ def test_send_refuses_a_request_built_for_another_target(
 
 
 @pytest.mark.parametrize("field, value", [("prompt", "a \ud800 fox"), ("seed", object()),
-                                          ("guidance_scale", float("nan"))], ids=["surrogate", "object", "nan"])
+                                          ("guidance_scale", float("nan")), ("prompt", DEEP)],
+                         ids=["surrogate", "object", "nan", "nested-too-deep"])
 def test_send_refuses_a_request_changed_after_validation(api: FakeFriendli, field: str, value: Any) -> None:
     request = fi.ImageGenerationRequest("ep", "a fox")
     setattr(request, field, value)  # dataclasses validate when built, not when a field is set
@@ -5455,6 +5481,18 @@ def test_sync_friendli_mirrors_the_official_sdk_example(api: FakeFriendli) -> No
     (seen,) = [seen for seen in api.requests if seen.method == "POST"]
     assert seen.path == GENERATIONS and seen.headers["authorization"] == f"Bearer {TOKEN}"
     assert seen.json == {"model": "(endpoint-id)", "prompt": SDK_PROMPT, "num_inference_steps": 10}
+
+
+@pytest.mark.parametrize("cls", [fi.SyncFriendli, fi.AsyncFriendli])
+@pytest.mark.parametrize("option, sdk_name", [("timeout", "timeout_ms="), ("retries", "retry_config="),
+                                              ("base_url", "server_url="), ("team", "x_friendli_team="),
+                                              ("target", ".dedicated and .container")])
+def test_the_facade_names_the_sdk_option_for_a_client_option_it_sets_itself(
+    cls: type, option: str, sdk_name: str
+) -> None:
+    """Catches a raw TypeError ("got multiple values") or a container client serving .dedicated."""
+    with pytest.raises(fi.FriendliValidationError, match=re.escape(f"use {sdk_name} as in the SDK, not {option}=")):
+        cls(token=TOKEN, **{option: "container" if option == "target" else None})
 
 
 def test_sync_friendli_edit_posts_to_edits(api: FakeFriendli) -> None:
@@ -6203,6 +6241,61 @@ def test_cli_prompts_file_skips_comments_and_blank_lines(api: FakeFriendli, cli_
     assert cli_files(cli_env) == ["001-a-red-fox-1234.png", "002-a-red-fox-1234.png", "003-a-blue-whale-1234.png",
                                   "004-a-blue-whale-1234.png", "prompts.txt"]
     assert err.count("saved ") == 4 and "4 of 4 requests succeeded, 0 failed in " in err
+
+
+@pytest.mark.parametrize("n, sent", [(10_000, 1), (10_001, 0)], ids=["at-the-limit", "one-more"])
+def test_cli_a_run_makes_at_most_ten_thousand_requests(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, n: int, sent: int
+) -> None:
+    """Catches a batch built without bound (a typo in -n could fill memory, and each request is billed).  At
+    the limit the run starts; a refused token then stops it after one request."""
+    api.queue(Reply(401, {"detail": "bad token"}))
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", str(n), "--concurrency", "1")
+    assert (code, len(api.requests)) == ((3, 1) if sent else (2, 0))
+    assert ("10001 requests: at most 10000 in one run" in err) is not bool(sent)
+
+
+@pytest.mark.parametrize("size, ok", [(1_000_000, True), (1_000_001, False)], ids=["a-million", "one-more"])
+def test_cli_reads_at_most_a_million_characters_from_a_file(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, size: int, ok: bool
+) -> None:
+    """Catches an unbounded read (--prompts /dev/zero would fill memory).  A million characters are read (and
+    hold more prompts than a run may make); one more is refused, before anything is sent."""
+    (cli_env / "p.txt").write_text(("a fox\n" * size)[:size], encoding="utf-8")
+    code, _, err = cli_run(api, capsys, "-m", "ep", "--prompts", "p.txt")
+    assert code == 2 and api.requests == []
+    assert ("requests: at most 10000 in one run" in err) is ok
+    assert ("holds more than a million characters" in err) is not ok
+
+
+@pytest.mark.parametrize("flag", ["--prompts", "--token-file"])
+def test_cli_an_endless_file_or_a_path_with_a_nul_is_a_usage_error(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, flag: str
+) -> None:
+    for path, problem in (("/dev/zero", "holds more than a million characters"), ("a\0b", "cannot read")):
+        if os.path.exists(path) or "\0" in path:
+            prompt = ["a fox"] if flag == "--token-file" else []
+            code, _, err = cli_run(api, capsys, "-m", "ep", *prompt, flag, path)
+            assert code == 2 and problem in err and api.requests == []
+
+
+def test_cli_a_worker_failing_unexpectedly_does_not_hang_the_run(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the command line does not expect (here from saving) ends that worker: catches the run then
+    waiting for ever for it.  The request counts as not done."""
+
+    def broken_save(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(fi.GeneratedImage, "save", broken_save)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the worker's traceback, expected here
+    finished: List[int] = []
+    runner = threading.Thread(target=lambda: finished.append(cli_run(api, capsys, "-m", "ep", "a fox")[0]),
+                              daemon=True)
+    runner.start()
+    runner.join(10)
+    assert finished == [5] and len(api.requests) == 1
 
 
 def test_cli_prompts_from_stdin(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
