@@ -538,6 +538,8 @@ STATUS_CLASSES = [
     pytest.param(500, fi.InternalServerError, id="500-first-5xx"),
     pytest.param(501, fi.InternalServerError, id="501-not-only-500"),
     pytest.param(599, fi.InternalServerError, id="599-last-5xx"),
+    pytest.param(499, fi.APIStatusError, id="499-below-5xx-is-plain"),
+    pytest.param(600, fi.APIStatusError, id="600-above-5xx-is-plain"),
     pytest.param(409, fi.APIStatusError, id="409-unmapped-4xx-is-plain"),
     pytest.param(418, fi.APIStatusError, id="418-unmapped-4xx-is-plain"),
     pytest.param(407, fi.APIStatusError, id="407-proxy-auth-is-plain"),
@@ -3429,7 +3431,7 @@ def test_a_call_whose_cancel_is_already_set_sends_nothing(api: FakeFriendli, cli
 # -- edges of the transport and the client -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [200, 201, 203])
+@pytest.mark.parametrize("status", [200, 201, 203, 299])  # 299: the last success
 def test_any_2xx_with_the_documented_body_is_a_result(api: FakeFriendli, client: fi.Client, status: int) -> None:
     api.queue(Reply(status, {"data": [png_item()]}))
     assert client.generate(model="ep", prompt="p").data[0].content() == PNG
