@@ -539,7 +539,6 @@ STATUS_CLASSES = [
     pytest.param(501, fi.InternalServerError, id="501-not-only-500"),
     pytest.param(599, fi.InternalServerError, id="599-last-5xx"),
     pytest.param(499, fi.APIStatusError, id="499-below-5xx-is-plain"),
-    pytest.param(600, fi.APIStatusError, id="600-above-5xx-is-plain"),
     pytest.param(409, fi.APIStatusError, id="409-unmapped-4xx-is-plain"),
     pytest.param(418, fi.APIStatusError, id="418-unmapped-4xx-is-plain"),
     pytest.param(407, fi.APIStatusError, id="407-proxy-auth-is-plain"),
