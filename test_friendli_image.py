@@ -2990,7 +2990,8 @@ def test_a_malformed_chunk_size_is_a_connection_error_after_sending(api: FakeFri
     api.queue(respond)
     with pytest.raises(fi.APIConnectionError) as info:
         rt_client(api, fake_sleep).generate(model="ep", prompt="p")
-    assert info.value.sent is True and "the answer cannot be read (ValueError)" in str(info.value)
+    said = str(info.value)  # CPython 3.8 reads the size as an incomplete answer instead
+    assert info.value.sent is True and ("the answer cannot be read (ValueError)" in said or "incomplete" in said)
     assert fake_sleep.calls == []  # sent, so not retried by default
 
 
