@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import email.message
 import email.utils
@@ -1512,17 +1513,13 @@ def _cli_read(path: str, what: str) -> str:
     """A text file (``-``: standard input) of at most a million characters, more than any token or list of
     prompts needs (``/dev/zero`` is endless); one that cannot be read is a usage error."""
     try:
-        if path == "-":
-            text = sys.stdin.read(1_000_001)
-        else:
-            with open(path, encoding="utf-8-sig") as file:  # -sig: a BOM is not part of the text
-                text = file.read(1_000_001)
+        with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8-sig") as file:
+            text = file.read(1_000_001)  # utf-8-sig: a BOM is not part of the text
+        if len(text) > 1_000_000:
+            raise ValueError("more than a million characters")
+        return text
     except (OSError, ValueError) as exc:  # a UnicodeDecodeError, or a NUL in the path, is a ValueError
         problem = f"cannot read {what} {path!r}: {getattr(exc, 'strerror', None) or exc}"
-    else:
-        if len(text) <= 1_000_000:
-            return text
-        problem = f"{what} {path!r} holds more than a million characters"
     raise FriendliValidationError(problem)
 
 
@@ -1610,10 +1607,9 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         reporter.local.job = job  # so that retry messages name their request
         try:
             result = client.send(job.request, total_timeout=total_timeout, cancel=stop)
-        except (AuthenticationError, PermissionDeniedError) as exc:
-            stop.set()  # the API refused the token: no other request can succeed
-            return job, exc, "request"
         except FriendliError as exc:
+            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                stop.set()  # the API refused the token: no other request can succeed
             return job, exc, "request"
         if not result.data:
             return job, FriendliError("the API answered with no image"), "image"
@@ -1713,8 +1709,7 @@ class _CliReporter:
             f", about {elapsed / done * (self.total - done):.0f} s to go" if 0 < done < self.total else "")
         with self.screen:
             if self.tty:
-                sys.stderr.write("\r\x1b[K" + line)
-                sys.stderr.flush()
+                print("\r\x1b[K" + line, end="", file=sys.stderr, flush=True)
                 self.shown = True
 
     def record(self, job: _CliJob, outcome: Any, phase: str) -> None:
