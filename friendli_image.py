@@ -307,11 +307,11 @@ def _decode_base64(text: str) -> bytes:
 
 def _check_path(value: Any, param: str) -> pathlib.Path:
     """A file system path given as text or an ``os.PathLike`` of text the file system can encode, without NUL."""
-    name = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
     try:
+        name = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
         encoded = os.fsencode(name) if isinstance(name, str) else b""
-    except UnicodeError:  # a lone surrogate
-        encoded = b""
+    except Exception:  # a lone surrogate (UnicodeError), or an os.PathLike whose __fspath__ fails
+        name, encoded = None, b""
     if not isinstance(name, str) or not encoded or b"\0" in encoded:
         raise FriendliValidationError(f"{param} must be a file path (str or os.PathLike), got {_short(value)}")
     return pathlib.Path(name)
@@ -553,7 +553,7 @@ class ImageGenerationResult:
         """Save every image as ``directory/<prefix>-<index>.<ext>``, creating the directory; return the paths."""
         if not isinstance(prefix, str) or not prefix or "/" in prefix or "\\" in prefix:
             raise FriendliValidationError(f"prefix must be a file name without a directory part, got {_short(prefix)}")
-        folder = _check_path(directory, "directory")
+        folder = _check_path("." if directory == "" else directory, "directory")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -671,8 +671,8 @@ class RetryConfig:
                 raise FriendliValidationError(f"RetryConfig.{name} must be a bool, got {_short(getattr(self, name))}")
         codes = self.status_codes_override
         if codes is not None and (isinstance(codes, (str, bytes)) or not isinstance(codes, Sequence) or not all(
-                isinstance(code, (int, str)) and re.fullmatch(r"[1-5][0-9X]{2}", str(code).upper())
-                for code in codes)):  # str(True) matches none
+                (isinstance(code, str) or hasattr(code, "__index__"))  # an int, numpy's too; never a nested list
+                and re.fullmatch(r"[1-5][0-9X]{2}", str(code).upper()) for code in codes)):  # str(True) matches none
             raise FriendliValidationError("RetryConfig.status_codes_override must list statuses or patterns like "
                                           f"'5XX', got {_short(codes)}")
         if self.max_retries is not None:
@@ -1037,8 +1037,9 @@ def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Op
     if team is not None:
         team = _check_text(team, "x_friendli_team", identifier=True)
         headers["X-Friendli-Team"] = _check_header_value(team, "x_friendli_team")
-    if extra is not None and not isinstance(extra, Mapping):
-        raise FriendliValidationError(f"http_headers must be a mapping of header names to values, got {_short(extra)}")
+    if extra is not None and not callable(getattr(extra, "items", None)):  # its type only: it may hold a token
+        raise FriendliValidationError(f"http_headers must be a mapping of header names to values, got a value of "
+                                      f"type {type(extra).__name__}")
     for name, value in (extra or {}).items():
         if not isinstance(name, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
             raise FriendliValidationError(f"http_headers: invalid header name {_short(name)}")
@@ -1621,15 +1622,18 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         return job, (saved, result.request_id), ""
 
     def worker() -> None:
-        try:
-            while not stop.is_set():
-                with lock:
-                    job = next(pending, None)
-                if job is None:
-                    break
+        while not stop.is_set():
+            with lock:
+                job = next(pending, None)
+            if job is None:
+                break
+            try:
                 results.put(run(job))
-        finally:  # even after an error the library does not expect: the run must not wait for this worker
-            results.put(None)
+            except Exception as exc:  # a bug, not the API: that request's failure (with its cause for -v), no hang
+                error = FriendliError(f"unexpected {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                results.put((job, error, "request"))
+        results.put(None)
 
     workers = min(args.concurrency, len(jobs))
     for _ in range(workers):  # daemon threads: a second Ctrl-C ends the process at once

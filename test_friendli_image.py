@@ -905,6 +905,27 @@ for _ in range(100_000):  # a list nested deeper than repr() or json can go
     DEEP = [DEEP]
 NAN, INF = float("nan"), float("inf")
 
+def dt_failing_path() -> Any:
+    class FailingPath(os.PathLike):  # type: ignore[type-arg]  # os.PathLike[str] fails at run time on 3.8
+        def __fspath__(self) -> str:
+            raise RuntimeError("no path here")
+
+    return FailingPath()
+
+
+class DtIndex:
+    """An integer that is not an int, as numpy's are."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
 BAD_INPUTS = [
     # prompt
     pytest.param(lambda u: dt_gen(u, prompt=""), "prompt", id="prompt-empty"),
@@ -1064,8 +1085,11 @@ BAD_INPUTS = [
     pytest.param(lambda u: dt_gen(u, http_headers={"X-Note": "a\x00b"}), "http_headers", id="header-value-nul"),
     pytest.param(lambda u: dt_gen(u, http_headers={"X-Note": 5}), "http_headers", id="header-value-int"),
     pytest.param(lambda u: dt_gen(u, http_headers=5), "http_headers must be a mapping", id="headers-an-int"),
-    pytest.param(lambda u: dt_gen(u, http_headers=[("X-A", "v")]), "http_headers must be a mapping",
-                 id="headers-a-list-of-pairs"),
+    pytest.param(lambda u: dt_gen(u, http_headers=[("Authorization", "Bearer SECRETX")]),
+                 "http_headers must be a mapping of header names to values, got a value of type list",
+                 id="headers-a-list-of-pairs-not-quoted"),  # it may hold a token
+    pytest.param(lambda u: dt_edit(u, image=dt_failing_path()), "image must be a file path",
+                 id="edit-path-whose-fspath-fails"),
 ]
 
 
@@ -1074,7 +1098,7 @@ def test_bad_inputs_fail_before_the_network(api: FakeFriendli, make: Callable[[s
     with pytest.raises(fi.FriendliValidationError) as info:
         make(api.url)
     assert isinstance(info.value, ValueError) and info.value.attempts == 0
-    assert fragment in str(info.value)
+    assert fragment in str(info.value) and "SECRETX" not in str(info.value)
     assert api.requests == []
 
 
@@ -1090,6 +1114,9 @@ GOOD_INPUTS = [
     pytest.param({"control_images": [PNG, PNG], "controlnet_weights": (0.0, 1.0)}, "controlnet_weights", [0.0, 1.0],
                  id="weights-tuple-same-length"),
     pytest.param({"controlnet_weights": [0.5]}, "controlnet_weights", [0.5], id="weights-without-images"),
+    pytest.param({"http_headers": email.message.Message()}, "prompt", "p", id="headers-a-message-object"),
+    pytest.param({"retries": fi.RetryConfig("backoff", status_codes_override=[DtIndex(503)])}, "prompt", "p",
+                 id="retry-code-with-index-like-numpy-ints"),
     pytest.param({"control_images": (PNG,)}, "control_images", [{"image": PNG_URI}], id="control-images-tuple"),
     pytest.param({"prompt": "\ud7ff \ue000"}, "prompt", "\ud7ff \ue000", id="prompt-next-to-the-surrogates"),
 ] + [pytest.param({"response_format": f}, "response_format", f, id=f"dedicated-format-{f}") for f in DEDICATED_FORMATS]
@@ -1839,6 +1866,14 @@ def test_save_all_when_the_directory_cannot_be_made_is_an_image_save_error(tmp_p
     assert dt_listing(tmp_path) == ["file"]
 
 
+def test_save_all_into_an_empty_directory_name_is_the_current_directory(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert fi.ImageGenerationResult([dt_image(PNG)]).save_all("") == [pathlib.Path("image-0.png")]
+    assert (tmp_path / "image-0.png").read_bytes() == PNG
+
+
 @pytest.mark.parametrize("path, problem", [
     pytest.param(5, "must be a file path", id="an-int"),
     pytest.param(None, "must be a file path", id="none"),
@@ -1857,7 +1892,7 @@ def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path
         with pytest.raises(fi.FriendliValidationError, match=f"path {problem}"):
             image.save(path)
     assert api.requests == []  # refused before downloading
-    if problem != "must name a file":  # a directory may be "/" or ".."
+    if problem != "must name a file" and path != "":  # a directory may be "/" or "..", and "" is the current one
         with pytest.raises(fi.FriendliValidationError, match=f"directory {problem}"):
             fi.ImageGenerationResult([dt_image(PNG)]).save_all(path)
     assert dt_listing(tmp_path) == []
@@ -6284,20 +6319,22 @@ def test_cli_an_endless_file_or_a_path_with_a_nul_is_a_usage_error(
 def test_cli_a_worker_failing_unexpectedly_does_not_hang_the_run(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An error the command line does not expect (here from saving) ends that worker: catches the run then
-    waiting for ever for it.  The request counts as not done."""
+    """An error the command line does not expect (here from saving) is that request's failure, said once:
+    catches the run waiting for ever for the worker it ended, or the other requests left undone."""
 
     def broken_save(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("unexpected")
+        raise RuntimeError("the disk said no")
 
     monkeypatch.setattr(fi.GeneratedImage, "save", broken_save)
-    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the worker's traceback, expected here
-    finished: List[int] = []
-    runner = threading.Thread(target=lambda: finished.append(cli_run(api, capsys, "-m", "ep", "a fox")[0]),
-                              daemon=True)
+    finished: List[Tuple[int, str, str]] = []
+    runner = threading.Thread(target=lambda: finished.append(
+        cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "--concurrency", "1", "-v")), daemon=True)
     runner.start()
     runner.join(10)
-    assert finished == [5] and len(api.requests) == 1
+    (code, _, err), = finished
+    assert code == 1 and len(api.requests) == 2
+    assert err.count("error: #1 'a fox': unexpected RuntimeError: the disk said no") == 1
+    assert "2 failed" in err and "Traceback" in err and "broken_save" in err  # -v shows where it came from
 
 
 def test_cli_prompts_from_stdin(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
