@@ -4899,7 +4899,7 @@ def sec_run_fuzz(api: FakeFriendli, count: int, seed: int, folder: pathlib.Path)
 
 def test_fuzz_random_responses_end_in_a_result_or_a_friendli_error(sec_fuzz_api: FakeFriendli,
                                                                   tmp_path: pathlib.Path) -> None:
-    count = int(os.environ.get("FRIENDLI_FUZZ_COUNT", "1000"))  # about 2 s
+    count = int(os.environ.get("FRIENDLI_FUZZ_COUNT", "700"))  # about 0.7 s
     outcomes = sec_run_fuzz(sec_fuzz_api, count, SEC_FUZZ_SEED, tmp_path)
     assert len(outcomes) == count
     if count >= 400:  # the generator reaches the interesting outcomes (else it would be testing little)
@@ -6976,7 +6976,7 @@ def test_cli_ctrl_c_during_a_batch(api: FakeFriendli, tmp_path: pathlib.Path, mo
                                    twice: bool) -> None:
     """Ctrl-C: the requests in flight finish (their images kept) and no other is sent; a second Ctrl-C quits."""
     normal = api.default
-    delay = 5.0 if twice else 1.0  # long enough that no request ends before the signal, even on a busy machine
+    delay = 5.0 if twice else 0.6  # long enough that no request ends before the signal, even on a busy machine
 
     def slow(seen: Seen) -> Reply:
         reply = normal(seen)
