@@ -1606,19 +1606,22 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
 
     def run(job: _CliJob) -> Tuple[_CliJob, Any, str]:
         reporter.local.job = job  # so that retry messages name their request
+        phase = "request"
         try:
             result = client.send(job.request, total_timeout=total_timeout, cancel=stop)
-        except FriendliError as exc:
-            if isinstance(exc, (AuthenticationError, PermissionDeniedError)):
-                stop.set()  # the API refused the token: no other request can succeed
-            return job, exc, "request"
-        if not result.data:
-            return job, FriendliError("the API answered with no image"), "image"
-        try:
+            phase = "image"
+            if not result.data:
+                raise FriendliError("the API answered with no image")
             saved = [(image.save(_cli_path(args, job, len(jobs), n, image.seed), overwrite=args.overwrite), image)
                      for n, image in enumerate(result.data)]
         except FriendliError as exc:
-            return job, exc, "image"
+            if phase == "request" and isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+                stop.set()  # the API refused the token: no other request can succeed
+            return job, exc, phase
+        except Exception as exc:  # a bug, not the API: that request's failure (its cause shown by -v), no hang
+            error = FriendliError(f"unexpected {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return job, error, phase
         return job, (saved, result.request_id), ""
 
     def worker() -> None:
@@ -1627,12 +1630,7 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
                 job = next(pending, None)
             if job is None:
                 break
-            try:
-                results.put(run(job))
-            except Exception as exc:  # a bug, not the API: that request's failure (with its cause for -v), no hang
-                error = FriendliError(f"unexpected {type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-                results.put((job, error, "request"))
+            results.put(run(job))
         results.put(None)
 
     workers = min(args.concurrency, len(jobs))

@@ -6333,7 +6333,7 @@ def test_cli_a_worker_failing_unexpectedly_does_not_hang_the_run(
     runner.join(10)
     (code, _, err), = finished
     assert code == 1 and len(api.requests) == 2
-    assert err.count("error: #1 'a fox': unexpected RuntimeError: the disk said no") == 1
+    assert err.count("error: #1 'a fox': saving: unexpected RuntimeError: the disk said no") == 1
     assert "2 failed" in err and "Traceback" in err and "broken_save" in err  # -v shows where it came from
 
 
