@@ -6856,6 +6856,33 @@ def test_cli_runs_as_a_script(api: FakeFriendli, tmp_path: pathlib.Path) -> None
     assert done.stderr == "friendli-image: saved an-orange-car-1234.png (seed 1234)\n"  # a pipe: no progress line
 
 
+def test_cli_json_records_reach_a_pipe_as_each_request_ends(
+    api: FakeFriendli, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches records held in stdout's buffer until the program ends (a pipe is block-buffered)."""
+    normal = api.default
+
+    def second_slow(seen: Seen) -> Reply:
+        reply = normal(seen)
+        reply.delay = 0.0 if len(api.requests) == 1 else 0.5
+        return reply
+
+    monkeypatch.setattr(api, "default", second_slow)
+    env = {name: value for name, value in cli_script_env().items() if name != "PYTHONUNBUFFERED"}  # as users run it
+    proc = subprocess.Popen([sys.executable, str(CLI_MODULE), "--base-url", api.url, "-m", "ep", "a fox", "-n", "2",
+                             "--concurrency", "1", "--json"], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        read_at = time.monotonic()
+        proc.communicate(timeout=20)
+        rest = time.monotonic() - read_at  # the second request's half second came after the first record
+    finally:
+        proc.kill()
+    assert first["index"] == 1 and first["ok"] is True and rest > 0.3 and proc.returncode == 0
+
+
 @pytest.mark.parametrize("args, code, text", [
     (["--version"], 0, f"friendli-image {fi.__version__}\n"),
     (["--model", "ep"], 2, "give a PROMPT or --prompts FILE"),
