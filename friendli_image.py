@@ -1633,10 +1633,19 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
             results.put(run(job))
         results.put(None)
 
-    workers = min(args.concurrency, len(jobs))
-    for _ in range(workers):  # daemon threads: a second Ctrl-C ends the process at once
-        threading.Thread(target=worker, daemon=True).start()
-    interrupted = False
+    def interrupt() -> bool:
+        """A first Ctrl-C: no new request starts, those in flight end; returns True, to be remembered."""
+        stop.set()
+        reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
+        return True
+
+    workers, interrupted = 0, False
+    try:
+        for _ in range(min(args.concurrency, len(jobs))):  # daemon threads: a second Ctrl-C ends the process at once
+            threading.Thread(target=worker, daemon=True).start()
+            workers += 1
+    except KeyboardInterrupt:  # while the workers start
+        interrupted = interrupt()
     while workers:
         try:
             item = results.get(timeout=0.25)
@@ -1646,9 +1655,7 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
         except KeyboardInterrupt:
             if interrupted:
                 break
-            interrupted = True
-            stop.set()
-            reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
+            interrupted = interrupt()
             continue
         if item is None:
             workers -= 1

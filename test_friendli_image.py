@@ -7040,6 +7040,25 @@ def test_cli_ctrl_c_during_a_batch(api: FakeFriendli, tmp_path: pathlib.Path, mo
     assert cli_leftovers(tmp_path) == []
 
 
+def test_cli_ctrl_c_while_the_workers_start_is_an_interrupted_run(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches a KeyboardInterrupt escaping main() when Ctrl-C comes before the run waits for its workers."""
+    started: List[int] = []
+
+    class Thread(threading.Thread):
+        def start(self) -> None:
+            started.append(1)
+            if len(started) == 2:  # Ctrl-C as the second worker starts
+                raise KeyboardInterrupt
+            super().start()
+
+    monkeypatch.setattr(fi, "threading", types.SimpleNamespace(**{**vars(threading), "Thread": Thread}))
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "3", "--concurrency", "2")
+    assert code == 130 and err.count("interrupted: waiting for the requests in flight") == 1
+    assert len(api.requests) <= 1 and "Traceback" not in err  # only a request already taken may go out
+
+
 def test_cli_an_image_without_a_seed_into_a_directory_is_named_image(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
 ) -> None:
