@@ -1597,14 +1597,14 @@ def _cli_path(args: Any, job: _CliJob, jobs: int, number: int, seed: Optional[in
 
 
 def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliReporter) -> int:
-    """Run the jobs ``--concurrency`` at a time, each reported once as it ends; return the exit code."""
+    """Run each job in a thread of its own, ``--concurrency`` at a time, reporting each once as it ends; return the
+    exit code.  Daemon threads: a second Ctrl-C ends the process at once."""
     import queue
 
     total_timeout = max(60.0, args.timeout) if args.total_timeout is None else args.total_timeout
-    stop, pending, lock = threading.Event(), iter(jobs), threading.Lock()
-    results: queue.Queue[Optional[Tuple[_CliJob, Any, str]]] = queue.Queue()
+    stop, results = threading.Event(), queue.Queue()  # type: threading.Event, queue.Queue[Tuple[_CliJob, Any, str]]
 
-    def run(job: _CliJob) -> Tuple[_CliJob, Any, str]:
+    def run(job: _CliJob) -> None:
         reporter.local.job = job  # so that retry messages name their request
         phase = "request"
         try:
@@ -1614,53 +1614,36 @@ def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliRepor
                 raise FriendliError("the API answered with no image")
             saved = [(image.save(_cli_path(args, job, len(jobs), n, image.seed), overwrite=args.overwrite), image)
                      for n, image in enumerate(result.data)]
-        except FriendliError as exc:
-            if phase == "request" and isinstance(exc, (AuthenticationError, PermissionDeniedError)):
+        except Exception as exc:  # a bug, not the API, is that request's failure too (its cause shown by -v)
+            error = exc if isinstance(exc, FriendliError) else FriendliError(f"unexpected {type(exc).__name__}: {exc}")
+            if error is not exc:
+                error.__cause__ = exc
+            if phase == "request" and isinstance(error, (AuthenticationError, PermissionDeniedError)):
                 stop.set()  # the API refused the token: no other request can succeed
-            return job, exc, phase
-        except Exception as exc:  # a bug, not the API: that request's failure (its cause shown by -v), no hang
-            error = FriendliError(f"unexpected {type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return job, error, phase
-        return job, (saved, result.request_id), ""
+            results.put((job, error, phase))
+        else:
+            results.put((job, (saved, result.request_id), phase))
 
-    def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                job = next(pending, None)
-            if job is None:
-                break
-            results.put(run(job))
-        results.put(None)
-
-    def interrupt() -> bool:
-        """A first Ctrl-C: no new request starts, those in flight end; returns True, to be remembered."""
-        stop.set()
-        reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
-        return True
-
-    workers, interrupted = 0, False
-    try:
-        for _ in range(min(args.concurrency, len(jobs))):  # daemon threads: a second Ctrl-C ends the process at once
-            threading.Thread(target=worker, daemon=True).start()
-            workers += 1
-    except KeyboardInterrupt:  # while the workers start
-        interrupted = interrupt()
-    while workers:
+    waiting, running, interrupted = list(reversed(jobs)), 0, False
+    while running or (waiting and not stop.is_set()):
         try:
-            item = results.get(timeout=0.25)
+            if waiting and running < args.concurrency and not stop.is_set():
+                threading.Thread(target=run, args=(waiting.pop(),), daemon=True).start()
+                running += 1
+                continue
+            job, outcome, phase = results.get(timeout=0.25)
         except queue.Empty:
             reporter.draw()
             continue
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the first: no new request starts, those in flight end; the second: quit
             if interrupted:
                 break
-            interrupted = interrupt()
+            interrupted = True
+            stop.set()
+            reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
             continue
-        if item is None:
-            workers -= 1
-        else:
-            reporter.record(*item)
+        running -= 1
+        reporter.record(job, outcome, phase)
     code = reporter.finish(jobs)
     return _EXIT_INTERRUPTED if interrupted else code
 
