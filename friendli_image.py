@@ -1362,15 +1362,17 @@ class SyncFriendli(_Closable):
     """Drop-in for the official SDK's ``SyncFriendli`` image operations:
     ``with SyncFriendli(token=...) as friendli: friendli.dedicated.image.generate(...)``.
 
-    A call's ``retries`` omitted uses ``retry_config`` (else :data:`DEFAULT_RETRY_CONFIG`, bounded unlike
-    the SDK's one-hour budget); ``retries=None`` disables retries, as in the SDK.  ``container.image``
-    talks to ``http://localhost:8000`` unless a call passes ``server_url``, and sends no token."""
+    A call's ``retries`` omitted uses ``retry_config`` (:data:`DEFAULT_RETRY_CONFIG`, bounded unlike the
+    SDK's one-hour budget); ``None``, there or as a call's ``retries``, disables retries, as in the SDK.
+    Options after ``token`` are keyword-only (the SDK's positional order has options this facade lacks).
+    ``container.image`` talks to ``http://localhost:8000`` unless a call passes ``server_url``, and sends
+    no token (the SDK sends its token there too)."""
 
     _operations = _ImageOperations
 
     def __init__(
-        self, token: Optional[Union[str, Callable[[], str]]] = None, server_url: Optional[str] = None,
-        retry_config: Optional[RetryConfig] = None, timeout_ms: Optional[int] = None, *,
+        self, token: Optional[Union[str, Callable[[], str]]] = None, *, server_url: Optional[str] = None,
+        retry_config: Optional[RetryConfig] = DEFAULT_RETRY_CONFIG, timeout_ms: Optional[int] = None,
         x_friendli_team: Optional[str] = None, allow_insecure_http: bool = False, **client_options: Any,
     ) -> None:
         self._token, self._team, self._server_url = (_Secret(token) if token else None), x_friendli_team, server_url
@@ -1379,8 +1381,8 @@ class SyncFriendli(_Closable):
                      "team": "x_friendli_team=", "target": ".dedicated and .container"}
         for name in sorted(client_options.keys() & sdk_names):
             raise FriendliValidationError(f"{type(self).__name__}: use {sdk_names[name]} as in the SDK, not {name}=")
-        self._options = dict(retries=retry_config, timeout=timeout, allow_insecure_http=allow_insecure_http,
-                             **client_options)
+        retries = RetryConfig("none") if retry_config is None else retry_config
+        self._options = dict(retries=retries, timeout=timeout, allow_insecure_http=allow_insecure_http, **client_options)
         self._client_for("dedicated", None)  # bad arguments fail now, as in the SDK
         self.dedicated = SimpleNamespace(image=self._operations(self, "dedicated"))
         self.container = SimpleNamespace(image=self._operations(self, "container"))

@@ -5532,6 +5532,15 @@ def test_the_facade_names_the_sdk_option_for_a_client_option_it_sets_itself(
         cls(token=TOKEN, **{option: "container" if option == "target" else None})
 
 
+@pytest.mark.parametrize("cls", [fi.SyncFriendli, fi.AsyncFriendli])
+def test_the_facade_takes_its_options_by_keyword_only(cls: type) -> None:
+    """The SDK's second positional parameter is server_idx, then server_url: catches SyncFriendli(token, 0, url)
+    being read in another order than the SDK's."""
+    with pytest.raises(TypeError):
+        cls(TOKEN, "https://api.friendli.ai")
+    assert cls(TOKEN, server_url="https://api.friendli.ai")  # the token may be positional, as in the SDK
+
+
 def test_sync_friendli_edit_posts_to_edits(api: FakeFriendli) -> None:
     with fi.SyncFriendli(token=TOKEN, server_url=api.url) as friendli:
         friendli.dedicated.image.edit(model="ep", prompt="x", image=IMAGE_URL)
@@ -5555,6 +5564,9 @@ SDK_BUSY_ANSWERS = 4  # 503s queued before the server answers normally
                      {"retries": fi.RetryConfig("backoff", max_retries=3)}, 4, id="per-call-beats-constructor"),
         pytest.param({"retry_config": fi.RetryConfig("backoff", max_retries=3)}, {"retries": None}, 1,
                      id="per-call-none-beats-constructor"),
+        pytest.param({"retry_config": None}, {}, 1, id="constructor-none-disables-retries"),
+        pytest.param({"retry_config": None}, {"retries": fi.RetryConfig("backoff", max_retries=2)}, 3,
+                     id="per-call-beats-constructor-none"),
     ],
 )
 def test_sync_friendli_retries_follow_the_sdk_rules(
