@@ -317,6 +317,16 @@ def _check_path(value: Any, param: str) -> pathlib.Path:
     return pathlib.Path(name)
 
 
+def _is_http_url(url: Any) -> bool:
+    """Whether ``url`` is an http(s) URL with a host and a valid port, and no whitespace or control character."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0 and (
+            url.isprintable() and " " not in url)
+    except (ValueError, TypeError, AttributeError):  # a port out of range or not a number, brackets unclosed; not text
+        return False
+
+
 def _check_size(size: int, param: str) -> None:
     if size > MAX_INPUT_IMAGE_BYTES:
         raise FriendliValidationError(f"{param}: the image is over the API's limit of 50 MiB ({size} bytes)")
@@ -355,7 +365,10 @@ def _encode_image(value: Any, param: str) -> str:
         return _bytes_to_data_uri(bytes(value), param)
     text = _check_text(value, param)
     if text[:8].lower().startswith(("http://", "https://")):
-        return _check_text(text, f"{param} (a URL)", identifier=True)
+        if not _is_http_url(_check_text(text, f"{param} (a URL)", identifier=True)):
+            raise FriendliValidationError(f"{param} is not a usable URL (a host, a port in 1-65535): "
+                                          f"{_short(_redact_url(text))}")
+        return text
     is_data_uri = text[:5].lower() == "data:"
     if not is_data_uri and len(text) < 4096 and "\n" not in text and os.path.isfile(text):
         return _bytes_to_data_uri(_read_image_file(text, param), param)
@@ -497,11 +510,7 @@ class GeneratedImage:
             return data
         if self.url is None:
             raise InvalidResponseError(f"{self._field} has neither 'url' nor 'b64_json'")
-        try:
-            scheme = urllib.parse.urlsplit(self.url).scheme  # urlsplit lowercases it
-        except (ValueError, TypeError, AttributeError):  # or not text: a GeneratedImage built by hand
-            scheme = ""
-        if scheme not in ("http", "https"):
+        if not (_is_http_url(self.url) and self.url.isascii()):  # what urllib can send; or not text (built by hand)
             raise InvalidResponseError(f"{self._field}.url is not an http(s) URL: {_short(_redact_url(self.url))}")
         return (self._transport or _Transport()).download(self.url)
 
@@ -513,8 +522,10 @@ class GeneratedImage:
         ``overwrite=False`` refuses an existing file.  Failures raise :class:`ImageSaveError`, also an ``OSError``.
         """
         target = _check_path(path, "path")  # before a download
-        if target.name in ("", "..") or os.fspath(path).endswith(("/", os.sep)):
+        if os.path.basename(os.fspath(path)) in ("", ".", ".."):  # "out/", "/", "out/.": pathlib would drop the end
             raise FriendliValidationError(f"path must name a file, not a directory, got {_short(path)}")
+        if not isinstance(overwrite, bool):
+            raise FriendliValidationError(f"overwrite must be a bool, got {_short(overwrite)}")
         data = self.content()
         if not target.suffix:
             target = target.with_name(target.name + _SUFFIXES.get(_image_type(data) or "", ".bin"))
@@ -598,6 +609,8 @@ def _images_in(answer: _Outcome, request: ImageGenerationRequest) -> List[Genera
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise ValueError(f"data[{index}] is not an object")
+        if isinstance(item.get("seed"), float) and item["seed"].is_integer():  # 1.0 is an integer to JSON Schema
+            item["seed"] = int(item["seed"])
         for name, kind in (("seed", int), ("response_format", str), ("url", str), ("b64_json", str)):
             if item.get(name) is not None and (not isinstance(item[name], kind) or isinstance(item[name], bool)):
                 raise ValueError(f"data[{index}].{name} is not a{'n integer' if kind is int else ' string'}")
@@ -773,10 +786,11 @@ class _Outcome:
 
 class _Deadline:
     """The end of one attempt: every blocking step (connect, a proxy's CONNECT, the TLS handshake, each send and
-    read) gets only the time left, so a peer trickling bytes cannot stretch it as a per-read socket timeout would."""
+    read) gets only the time left, so a peer trickling bytes cannot stretch it as a per-read socket timeout would;
+    and the most bytes it may read, whatever http.client makes of the framing."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.at, self.sent = seconds, time.monotonic() + seconds, False
+    def __init__(self, seconds: float, max_bytes: int) -> None:
+        self.seconds, self.at, self.sent, self.bytes_left = seconds, time.monotonic() + seconds, False, max_bytes
 
     def left(self) -> float:
         seconds = self.at - time.monotonic()
@@ -800,7 +814,11 @@ class _TimedReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> Optional[int]:
         self.sock.settimeout(self.deadline.left())
-        return self.stream.readinto(buffer)
+        count = self.stream.readinto(buffer)
+        self.deadline.bytes_left -= count or 0
+        if self.deadline.bytes_left < 0:  # e.g. a chunk size of -1, which http.client reads as "to the end"
+            raise ValueError("more bytes than the response may have")
+        return count
 
     def close(self) -> None:
         self.stream.close()  # the socket itself closes once its connection has let go of it too
@@ -888,7 +906,8 @@ class _Transport:
         _check_number(max_response_bytes, "max_response_bytes", 1, whole=True)
         self.max_response_bytes = max_response_bytes
         agent = f"friendli-image/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
-        self.user_agent = _check_header_value(user_agent, "user_agent") if user_agent else agent
+        self.user_agent = agent if user_agent is None else _check_header_value(_check_text(user_agent, "user_agent"),
+                                                                                "user_agent")
         for name, function in (("sleep", sleep), ("clock", clock)):
             if function is not None and not callable(function):
                 raise FriendliValidationError(f"{name} must be a function (or None), got {_short(function)}")
@@ -946,7 +965,8 @@ class _Transport:
         if seconds <= 0:
             return _Outcome(url, error=APITimeoutError, message="total_timeout ran out", retryable=True)
         secret = token(made) if token is not None else ""  # ``made``: the attempts before this one
-        deadline, interrupted = _Deadline(seconds), False
+        # Room for headers and chunk framing beyond the largest body accepted (the body's own cap is in _read).
+        deadline, interrupted = _Deadline(seconds, self.max_response_bytes * 17 // 16 + (1 << 20)), False
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
                 request = urllib.request.Request(url, data=body, headers=headers, method=method)
@@ -965,8 +985,8 @@ class _Transport:
                 if method != "GET" or outcome.status not in (301, 302, 303, 307, 308) or not location:
                     break
                 url = urllib.parse.urljoin(url, location)
-                if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-                    outcome = _Outcome(url, error=APIConnectionError, message="a redirect to a URL that is not http(s)")
+                if not (_is_http_url(url) and url.isascii()):
+                    outcome = _Outcome(url, error=APIConnectionError, message="a redirect to a URL that cannot be sent")
                     break
             else:
                 outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
@@ -1000,14 +1020,17 @@ class _Transport:
                 raise http.client.IncompleteRead(b"", length - len(body))
         if len(body) > limit and ok:
             return invalid(message=too_large)
-        encoding = (headers.get("content-encoding") or "identity").strip().lower()
+        encoding = ", ".join(headers.get_all("content-encoding", [])).strip().lower() or "identity"
+        transfer = ", ".join(headers.get_all("transfer-encoding", [])).strip().lower()
+        if ok and transfer not in ("", "chunked", "identity"):  # http.client undoes chunked only: the rest is framing
+            return invalid(message=f"a body with transfer-encoding {transfer!r} cannot be read")
         if ok and encoding != "identity":  # never asked for (no Accept-Encoding is sent): decode or refuse
             decoder = zlib.decompressobj(47)  # gzip or zlib-wrapped deflate, told apart by their header
             try:
                 body = decoder.decompress(body, limit + 1) if encoding in ("gzip", "x-gzip", "deflate") else b""
             except zlib.error:
                 body = b""
-            if len(body) > limit or not decoder.eof:
+            if len(body) > limit or not decoder.eof or decoder.unused_data:  # a second gzip member too
                 return invalid(message=too_large if len(body) > limit else f"{encoding!r} body cannot be decoded")
         if secret and any(secret in str(value) for value in headers.values()):
             headers = email.message.Message()
@@ -1074,6 +1097,8 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
         reason = reason.reason
     failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=deadline.sent)
     detail = f"{type(reason).__name__}: {_redact(str(reason), secret)}"
+    if deadline.bytes_left < 0:
+        return failure(error=InvalidResponseError, message="the response is larger than max_response_bytes allows")
     tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return failure(error=APITimeoutError, retryable=True, message=f"timed out after {deadline.seconds:.3g} s")
@@ -1102,7 +1127,7 @@ def _error(outcome: _Outcome, attempts: int) -> FriendliError:
         return outcome.error(_describe(outcome), sent=outcome.sent, attempts=attempts)
     request_id = outcome.headers.get("x-request-id")
     if outcome.error is not None:
-        return InvalidResponseError(outcome.message, status_code=outcome.status, attempts=attempts,
+        return InvalidResponseError(outcome.message, status_code=outcome.status or None, attempts=attempts,
                                     request_id=request_id)
     text, server_message = outcome.body.decode("utf-8", "replace"), ""
     try:
@@ -1114,6 +1139,7 @@ def _error(outcome: _Outcome, attempts: int) -> FriendliError:
         if value:
             server_message = value if isinstance(value, str) else json.dumps(value)
             break
+    server_message = server_message.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate from a JSON escape
     summary = re.sub(r"[\x00-\x1f\x7f]+", " ", server_message or text.strip()[:200]).strip()  # one plain line
     message = f"{_describe(outcome)}: {summary or outcome.reason}"
     if outcome.status in (301, 302, 303, 307, 308):
@@ -1133,17 +1159,13 @@ def _check_base_url(value: Any, target: str, allow_insecure_http: bool) -> str:
     if isinstance(value, str) and "@" in value:  # refused before any message could quote a password
         raise FriendliValidationError("base_url must not contain user info (user:password@); pass token= instead")
     url = _check_text(value, "base_url", identifier=True)
-    try:
-        parts = urllib.parse.urlsplit(url)
-        port_ok = parts.port != 0  # .port raises ValueError when out of range or not a number
-    except ValueError:
-        parts, port_ok = urllib.parse.urlsplit(""), False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not url.isascii() or not port_ok:
+    if not (_is_http_url(url) and url.isascii()):
         raise FriendliValidationError(f"base_url must look like https://host[:port][/path] (ASCII, port 1-65535), "
-                                      f"got {_short(url)}")
-    if parts.query or parts.fragment:
-        raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(url)}")
-    host = parts.hostname
+                                      f"got {_short(_redact_url(url))}")
+    if "?" in url or "#" in url:  # an empty one too: the API path would follow it
+        raise FriendliValidationError(f"base_url must not have a query or fragment, got {_short(_redact_url(url))}")
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
     try:
         loopback = host == "localhost" or host.endswith(".localhost") or ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name, not an address
@@ -1202,9 +1224,12 @@ class Client(_Closable):
         if target == "dedicated":
             token = token if token is not None else os.environ.get("FRIENDLI_TOKEN")
             team = team if team is not None else (os.environ.get("FRIENDLI_TEAM") or None)
-            base_url = base_url or os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
+            base_url = base_url if base_url is not None else os.environ.get("FRIENDLI_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(allow_insecure_http, bool):
+            raise FriendliValidationError(f"allow_insecure_http must be a bool, got {_short(allow_insecure_http)}")
         self.target = target
-        self.base_url = _check_base_url(base_url or DEFAULT_CONTAINER_BASE_URL, target, allow_insecure_http is True)
+        self.base_url = _check_base_url(DEFAULT_CONTAINER_BASE_URL if base_url is None else base_url, target,
+                                        allow_insecure_http)
         self.team = None if team is None else _check_header_value(_check_text(team, "team", identifier=True), "team")
         self._token = token if isinstance(token, _Secret) else _Secret(token) if token else None
         self._transport = _Transport(timeout=timeout, retries=retries, ssl_context=ssl_context, user_agent=user_agent,
@@ -1392,7 +1417,8 @@ class SyncFriendli(_Closable):
         team, as from the SDK."""
         if target != "dedicated":
             return Client(base_url=server_url, target=target, **self._options)
-        return Client(self._token, base_url=server_url or self._server_url, team=self._team, **self._options)
+        server_url = self._server_url if server_url is None else server_url
+        return Client(self._token, base_url=server_url, team=self._team, **self._options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(server_url={self._client_for('dedicated', None).base_url!r})"

@@ -610,6 +610,14 @@ def test_error_message_is_the_servers_text_else_the_reason(
     assert err.body == body.decode("utf-8", "replace")
 
 
+def test_an_error_quoting_a_lone_surrogate_can_be_printed(api: FakeFriendli, client: fi.Client) -> None:
+    """A JSON escape like \\ud800 in the server's text: catches print(err) raising UnicodeEncodeError in the
+    caller's own except block."""
+    err = err_call(api, client, Reply(400, body=b'{"detail": "bad \\ud800 value"}'))
+    assert "bad ? value" in str(err) and err.message == "bad ? value"
+    str(err).encode("utf-8")
+
+
 def test_error_names_the_api_url(api: FakeFriendli, client: fi.Client) -> None:
     err = err_call(api, client, Reply(404, {"detail": "no such endpoint"}))
     assert f"from {api.url}{ERR_PATH}: no such endpoint" in str(err)
@@ -1030,6 +1038,27 @@ BAD_INPUTS = [
     pytest.param(lambda u: fi.ImageGenerationRequest("ep", "p", target="cloud"), "target", id="request-target-unknown"),
     pytest.param(lambda u: fi.Client(TOKEN, base_url=u, target="cloud"), "target", id="client-target-unknown"),
     pytest.param(lambda u: fi.Client(5, base_url=u), "no API token", id="token-an-int"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=""), "base_url", id="base-url-empty-not-the-default"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=0), "base_url", id="base-url-0-not-the-default"),
+    pytest.param(lambda u: fi.Client(base_url=[], target="container"), "base_url", id="container-base-url-a-list"),
+    pytest.param(lambda u: fi.SyncFriendli(token=TOKEN, server_url=u).dedicated.image.generate(
+        model="ep", prompt="p", server_url=""), "base_url", id="facade-call-server-url-empty"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u + "/?"), "query or fragment", id="base-url-empty-query"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u + "/#"), "query or fragment", id="base-url-empty-fragment"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url="ftp://h/?key=SECRETX"), "base_url must look like",
+                 id="base-url-bad-scheme-query-not-quoted"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u + "/?key=SECRETX"), "query or fragment",
+                 id="base-url-query-not-quoted"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u, allow_insecure_http="yes"), "allow_insecure_http",
+                 id="allow-insecure-http-a-str"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u, allow_insecure_http=None), "allow_insecure_http",
+                 id="allow-insecure-http-none"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u, user_agent=""), "user_agent", id="user-agent-empty"),
+    pytest.param(lambda u: fi.Client(TOKEN, base_url=u, user_agent=0), "user_agent", id="user-agent-0"),
+    pytest.param(lambda u: dt_edit(u, image="http://"), "not a usable URL", id="edit-url-no-host"),
+    pytest.param(lambda u: dt_edit(u, image="http://[::1/x.png"), "not a usable URL", id="edit-url-unclosed-bracket"),
+    pytest.param(lambda u: dt_edit(u, image="https://h:99999/x.png?sig=SECRETX"), "not a usable URL",
+                 id="edit-url-port-out-of-range-query-not-quoted"),
     pytest.param(lambda u: dt_gen(u, {"sleep": 5}), "sleep must be a function", id="sleep-not-callable"),
     pytest.param(lambda u: dt_gen(u, {"clock": 5}), "clock must be a function", id="clock-not-callable"),
     pytest.param(lambda u: fi.AsyncClient(TOKEN, base_url=u, executor=5), "executor", id="executor-not-an-executor"),
@@ -1606,6 +1635,13 @@ def test_a_response_breaking_the_schema_is_refused_at_once(
     assert len(api.requests) == 1
 
 
+@pytest.mark.parametrize("seed, expected", [(1.0, 1), (1e3, 1000), (-0.0, 0)], ids=["1.0", "1e3", "minus-0.0"])
+def test_a_seed_written_as_a_whole_float_is_an_integer(api: FakeFriendli, seed: float, expected: int) -> None:
+    """JSON Schema counts 1.0 as an integer: catches a schema-valid answer refused (the image already billed)."""
+    got = dt_result(api, {"data": [png_item(seed=seed)]}).data[0].seed  # type: ignore[arg-type]
+    assert got == expected and type(got) is int
+
+
 def test_a_schema_error_keeps_the_request_id(api: FakeFriendli, client: fi.Client) -> None:
     api.queue(Reply(200, {"data": 1}, headers={"X-Request-Id": "rid-7"}))
     with pytest.raises(fi.InvalidResponseError) as info:
@@ -1883,6 +1919,8 @@ def test_save_all_into_an_empty_directory_name_is_the_current_directory(
     pytest.param("/", "must name a file", id="root"),
     pytest.param("..", "must name a file", id="parent"),
     pytest.param("out/", "must name a file", id="trailing-slash"),
+    pytest.param("out/.", "must name a file", id="dot-at-the-end"),  # pathlib reads it as "out": out.png
+    pytest.param(".", "must name a file", id="current-directory"),
     pytest.param("\ud800.png", "must be a file path", id="lone-surrogate"),
 ])
 def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path: pathlib.Path,
@@ -1896,6 +1934,15 @@ def test_save_and_save_all_refuse_what_is_not_a_path(api: FakeFriendli, tmp_path
         with pytest.raises(fi.FriendliValidationError, match=f"directory {problem}"):
             fi.ImageGenerationResult([dt_image(PNG)]).save_all(path)
     assert dt_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("overwrite", ["False", 0, None])
+def test_save_overwrite_must_be_a_bool(tmp_path: pathlib.Path, overwrite: Any) -> None:
+    """Catches overwrite="False" (truthy) silently replacing an existing file."""
+    (tmp_path / "x.png").write_bytes(b"old")
+    with pytest.raises(fi.FriendliValidationError, match="overwrite must be a bool"):
+        dt_image(PNG).save(tmp_path / "x.png", overwrite=overwrite)
+    assert (tmp_path / "x.png").read_bytes() == b"old" and dt_listing(tmp_path) == ["x.png"]
 
 
 # -- typing ----------------------------------------------------------------------------------
@@ -3030,21 +3077,26 @@ def test_a_malformed_chunk_size_is_a_connection_error_after_sending(api: FakeFri
     assert fake_sleep.calls == []  # sent, so not retried by default
 
 
+@pytest.mark.parametrize("wrap_port", [False, True], ids=["space-in-path", "port-over-65535"])
 def test_a_redirect_to_a_url_that_cannot_be_sent_is_neither_retried_nor_quoted(
-    api: FakeFriendli, fake_sleep: FakeSleep, caplog: pytest.LogCaptureFixture
+    api: FakeFriendli, fake_sleep: FakeSleep, caplog: pytest.LogCaptureFixture, wrap_port: bool
 ) -> None:
-    """A download's second hop is refused by http.client (a space in its path).
+    """A download's second hop names a URL that cannot be sent: a space in its path, or a port that would wrap
+    around to another (this server's own, here).
 
     Catches that failure taken for a retryable one because the first hop was sent (the call would retry for
-    its whole budget), and its message quoting the pre-signed query."""
+    its whole budget), its message quoting the pre-signed query, and a port of 65536 + N reaching port N."""
     client = rt_client(api, fake_sleep)
+    port = urllib.parse.urlsplit(api.url).port or 0
+    location = f"http://127.0.0.1:{port + 65536}/x.png" if wrap_port else "/next img.png"
     api.queue(rt_url_item(api.url + "/hop/0"),
-              Reply(302, body=b"", headers={"Location": "/next img.png?X-Amz-Signature=SECRETSIG"}))
+              Reply(302, body=b"", headers={"Location": location + "?X-Amz-Signature=SECRETSIG"}))
     item = client.generate(model="ep", prompt="p").data[0]
     with caplog.at_level(logging.INFO, logger="friendli_image"):
         with pytest.raises(fi.APIConnectionError) as info:
             item.content()
-    assert info.value.attempts == 1 and "the URL cannot be sent" in str(info.value) and fake_sleep.calls == []
+    assert info.value.attempts == 1 and "a redirect to a URL that cannot be sent" in str(info.value)
+    assert fake_sleep.calls == [] and len(api.requests) == 2  # the API call and the first hop, nothing more
     assert "SECRETSIG" not in str(info.value) + caplog.text
 
 
@@ -3199,6 +3251,63 @@ def test_undecodable_encodings_are_refused(
         client.generate(model="ep", prompt="p")
 
 
+def rt_chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)
+
+
+@pytest.mark.parametrize("head, body", [
+    (b"Content-Encoding: gzip\r\nContent-Encoding: gzip\r\n", gzip.compress(gzip.compress(PNG))),
+    (b"Content-Encoding: identity\r\nContent-Encoding: gzip\r\n", gzip.compress(PNG)),
+    (b"Content-Encoding: gzip\r\n", gzip.compress(PNG[:20]) + gzip.compress(PNG[20:])),
+    (b"Transfer-Encoding: gzip, chunked\r\n", rt_chunked(gzip.compress(PNG))),
+    (b"Transfer-Encoding: gzip\r\nConnection: close\r\n", gzip.compress(PNG)),
+], ids=["two-gzip-lines", "identity-line-then-gzip-line", "two-gzip-members", "transfer-gzip-chunked",
+        "transfer-gzip"])
+def test_a_download_whose_codings_are_not_all_undone_is_refused(
+    api: FakeFriendli, client: fi.Client, head: bytes, body: bytes
+) -> None:
+    """Catches only the first Content-Encoding line read (compressed bytes returned as the image), only the first
+    of two gzip members decoded (a cut image), and a transfer coding http.client does not undo taken for the body."""
+    def respond(handler: Handler, seen: Seen) -> None:
+        length = b"" if b"Transfer-Encoding" in head else b"Content-Length: %d\r\n" % len(body)
+        rt_write(handler, b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n" + head + length + b"\r\n" + body)
+        handler.close_connection = True
+
+    api.queue(rt_url_item(api.url + "/files/image.png"), respond)
+    item = client.generate(model="ep", prompt="p").data[0]
+    with pytest.raises(fi.InvalidResponseError, match="cannot be"):
+        item.content()
+
+
+def test_a_chunk_size_of_minus_one_cannot_read_past_the_size_cap(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
+    """http.client (3.10+) reads a chunk size of -1 as "read to the end": catches a response larger than
+    max_response_bytes read whole into memory, bounded only by the attempt's timeout."""
+    written = []
+
+    def respond(handler: Handler, seen: Seen) -> None:
+        rt_write(handler, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n")
+        block, total = b"x" * 65536, 0
+        try:
+            while total < 64 * 1024 * 1024:
+                handler.wfile.write(block)
+                total += len(block)
+        except OSError:  # the client stopped reading and closed
+            pass
+        written.append(total)
+        handler.close_connection = True
+
+    client = rt_client(api, fake_sleep, max_response_bytes=1000, retries=RT_NO_RETRIES)
+    api.queue(respond)
+    with pytest.raises((fi.InvalidResponseError, fi.APIConnectionError)) as info:  # 3.8, 3.9: an incomplete answer
+        client.generate(model="ep", prompt="p")
+    if isinstance(info.value, fi.InvalidResponseError):
+        assert "larger than max_response_bytes" in str(info.value) and info.value.status_code is None
+    deadline = time.monotonic() + 5
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert written and written[0] < 16 * 1024 * 1024  # socket buffers, not the 64 MiB offered
+
+
 def test_raw_deflate_is_decoded_or_refused_never_returned(api: FakeFriendli, client: fi.Client) -> None:
     """Some servers send 'deflate' without the zlib wrapper: the image must never be the compressed bytes."""
     squeezer = zlib.compressobj(wbits=-15)
@@ -3287,16 +3396,25 @@ def test_a_download_follows_redirects(
     assert all(s.method == "GET" and "authorization" not in s.headers for s in gets)
 
 
-def test_a_url_without_a_host_is_neither_retried_nor_quoted(api: FakeFriendli, fake_sleep: FakeSleep) -> None:
-    """urllib refuses it ("no host given") with a URLError, like a network failure: catches it retried for
-    the whole budget (about four minutes with default settings)."""
+@pytest.mark.parametrize("url", [
+    "http:///image.png?sig=s3cr3t", "https://?sig=s3cr3t", "http://h:99999/x.png?sig=s3cr3t",
+    "http://[::1/x.png?sig=s3cr3t", "http://h/a b.png?sig=s3cr3t", "http://h/x\x00.png?sig=s3cr3t",
+    "http://h/\u00e9.png?sig=s3cr3t", "http://h/\ud800.png?sig=s3cr3t",
+], ids=["no-host", "empty-authority", "port-out-of-range", "unclosed-bracket", "space", "nul", "not-ascii",
+        "lone-surrogate"])
+def test_an_item_url_that_cannot_be_sent_is_refused_by_content_naming_the_field(
+    api: FakeFriendli, fake_sleep: FakeSleep, url: str
+) -> None:
+    """Checked where used, before any traffic: catches it sent and reported as a network failure (urllib's
+    "no host given" was retried for the whole budget), a port that wraps around to another, and the message
+    quoting the pre-signed query."""
     client = rt_client(api, fake_sleep, retries=fi.DEFAULT_RETRY_CONFIG)
-    api.queue(rt_url_item("http:///image.png?sig=s3cr3t"))
+    api.queue(rt_url_item(url))
     item = client.generate(model="ep", prompt="p").data[0]
-    with pytest.raises(fi.APIConnectionError) as info:
+    with pytest.raises(fi.InvalidResponseError, match=r"data\[0\]\.url is not an http\(s\) URL") as info:
         item.content()
-    assert "the URL cannot be sent" in str(info.value) and "s3cr3t" not in str(info.value)
-    assert info.value.attempts == 1 and fake_sleep.calls == []
+    assert "s3cr3t" not in str(info.value) and info.value.attempts == 0
+    assert len(api.requests) == 1 and fake_sleep.calls == []
 
 
 @pytest.mark.parametrize("hops, ok", [(10, True), (11, False)])
@@ -3324,7 +3442,7 @@ def test_a_download_redirect_to_another_scheme_is_refused(
     client = rt_client(api, fake_sleep, retries=RT_NO_RETRIES)
     api.queue(rt_url_item(api.url + "/files/image.png"), Reply(302, body=b"", headers={"Location": location}))
     item = client.generate(model="ep", prompt="p").data[0]
-    with pytest.raises(fi.APIConnectionError, match="not http"):
+    with pytest.raises(fi.APIConnectionError, match="a redirect to a URL that cannot be sent"):
         item.content()
     assert len(rt_gets(api)) == 1
 
