@@ -512,7 +512,10 @@ class GeneratedImage:
             raise InvalidResponseError(f"{self._field} has neither 'url' nor 'b64_json'")
         if not (_is_http_url(self.url) and self.url.isascii()):  # what urllib can send; or not text (built by hand)
             raise InvalidResponseError(f"{self._field}.url is not an http(s) URL: {_short(_redact_url(self.url))}")
-        return (self._transport or _Transport()).download(self.url)
+        data = (self._transport or _Transport()).download(self.url)
+        if not data:
+            raise InvalidResponseError(f"{self._field}.url gave an empty body, not an image")
+        return data
 
     def save(self, path: StrPath, *, overwrite: bool = True) -> pathlib.Path:
         """Write the image to ``path`` and return the path written.
@@ -748,19 +751,20 @@ class _Secret:
     def __call__(self, attempts: int = 0) -> str:  # a token callable too: the SDK facade hands its _Secret to Client
         """The token, checked; a callable is called (once per attempt, for rotating secrets).  ``attempts``, how
         many the call has made, goes into the error when there is no usable token."""
-        value, failed = self._value, ""
+        value, error = self._value, None  # type: Any, Optional[FriendliError]
         try:
             value = value() if callable(value) else value
         except Exception as exc:  # its message may quote anything: only the type is kept
-            failed = type(exc).__name__
-        if failed:
-            raise FriendliError(f"the token callable raised {failed}", attempts=attempts)
-        if not isinstance(value, str) or not value.strip():
-            raise FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)",
-                                          attempts=attempts)
-        if not (value.isascii() and value.isprintable()) or " " in value:
-            raise FriendliValidationError("the API token must be printable ASCII without whitespace", attempts=attempts)
-        return value
+            error = FriendliError(f"the token callable raised {type(exc).__name__}", attempts=attempts)
+        if error is None and (not isinstance(value, str) or not value.strip()):
+            error = FriendliValidationError("no API token: set FRIENDLI_TOKEN or pass token= (a string or a callable)",
+                                            attempts=attempts)
+        elif error is None and (not (value.isascii() and value.isprintable()) or " " in value):
+            error = FriendliValidationError("the API token must be printable ASCII without whitespace", attempts=attempts)
+        if error is not None:
+            value = None  # a traceback keeps this frame's locals: not a malformed token among them
+            raise error
+        return str(value)
 
     def __reduce__(self) -> Any:
         raise TypeError("a client holding an API token cannot be pickled or copied: make one where it is used")
@@ -966,7 +970,8 @@ class _Transport:
             return _Outcome(url, error=APITimeoutError, message="total_timeout ran out", retryable=True)
         secret = token(made) if token is not None else ""  # ``made``: the attempts before this one
         # Room for headers and chunk framing beyond the largest body accepted (the body's own cap is in _read).
-        deadline, interrupted = _Deadline(seconds, self.max_response_bytes * 17 // 16 + (1 << 20)), False
+        deadline = _Deadline(seconds, self.max_response_bytes * 17 // 16 + (1 << 20))
+        stopped: Optional[BaseException] = None
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
                 request = urllib.request.Request(url, data=body, headers=headers, method=method)
@@ -990,13 +995,14 @@ class _Transport:
                     break
             else:
                 outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
-        except KeyboardInterrupt:
-            interrupted = True
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
             outcome = _describe_exception(exc, url, secret, deadline)
+        except BaseException as exc:  # Ctrl-C, or a signal handler's SystemExit: raised again below
+            stopped = exc
         secret, request = "", None  # type: ignore[assignment]  # nothing of the token in this frame from here on
-        if interrupted:
-            raise KeyboardInterrupt  # a new one: the original's traceback holds urllib's frames
+        if stopped is not None:  # without its traceback and chain, whose frames (urllib's) held the token
+            stopped.__context__ = stopped.__cause__ = None
+            raise stopped.with_traceback(None)
         return outcome
 
     def _read(self, response: http.client.HTTPResponse, url: str, secret: str) -> _Outcome:
@@ -1004,6 +1010,11 @@ class _Transport:
         status, headers = response.status, response.headers  # type: int, email.message.Message
         ok = 200 <= status < 300
         limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
+        # What an answer may echo back: the token, and the values of a pre-signed URL's query (short ones are not
+        # secret, and would blank out common words).
+        values = [part.partition("=")[2] for part in urllib.parse.urlsplit(url).query.split("&")]
+        secrets = [secret] + [value for raw in values for value in (raw, urllib.parse.unquote(raw)) if len(value) >= 8]
+        cap = limit if ok else limit + max(map(len, secrets))  # a secret echoed across the cut is redacted whole
         invalid = functools.partial(_Outcome, url, status, headers=headers, error=InvalidResponseError, sent=True)
         too_large = f"response body is over the limit of {limit} bytes (max_response_bytes)"
         with response:
@@ -1011,12 +1022,17 @@ class _Transport:
             if ok and length is not None and length > limit:
                 return invalid(message=too_large)
             body: Union[bytes, bytearray] = bytearray()  # grows as bytes come: a Content-Length is only a promise
-            while len(body) <= limit:
-                chunk = response.read(min(1 << 20, limit + 1 - len(body)))  # never past a Content-Length
-                if not chunk:
-                    break
-                body += chunk
-            if length is not None and len(body) < min(length, limit + 1):
+            try:
+                while len(body) <= cap:
+                    chunk = response.read(min(1 << 20, cap + 1 - len(body)))  # never past a Content-Length
+                    if not chunk:
+                        break
+                    body += chunk
+            except (OSError, http.client.HTTPException):
+                if ok:
+                    raise
+            # An error answer cut short is still its status (a 503 is retried); a success must be whole.
+            if ok and length is not None and len(body) < min(length, limit + 1):
                 raise http.client.IncompleteRead(b"", length - len(body))
         if len(body) > limit and ok:
             return invalid(message=too_large)
@@ -1032,13 +1048,18 @@ class _Transport:
                 body = b""
             if len(body) > limit or not decoder.eof or decoder.unused_data:  # a second gzip member too
                 return invalid(message=too_large if len(body) > limit else f"{encoding!r} body cannot be decoded")
-        if secret and any(secret in str(value) for value in headers.values()):
+        if any(_redact(str(value), secrets) != str(value) for value in headers.values()):
             headers = email.message.Message()
             for name, value in response.headers.items():
-                headers[name] = value.replace(secret, "[REDACTED]")
-        if not ok:  # an error body is cut, not refused, and quoted in messages: no token in it
-            body = _redact(body[:limit].decode("utf-8", "replace"), secret).encode("utf-8")
-        return _Outcome(url, status, _redact(response.reason or "", secret), headers, body, sent=True)
+                headers[name] = _redact(value, secrets)
+        if not ok:  # an error body is cut, not refused, and quoted in messages: no secret in it, escaped or not
+            text = _redact(body.decode("utf-8", "replace"), secrets)
+            with contextlib.suppress(ValueError, RecursionError):
+                payload = json.loads(text)
+                if _redact(payload, secrets) != payload:  # JSON escapes (\/, \u0041) spelled a secret
+                    text = json.dumps(_redact(payload, secrets))
+            body = text.encode("utf-8")[:limit]
+        return _Outcome(url, status, _redact(response.reason or "", secrets), headers, body, sent=True)
 
     def download(self, url: str) -> bytes:
         """GET an image URL: no token, redirects followed, the client's timeout, retries and size cap."""
@@ -1070,9 +1091,15 @@ def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Op
     return headers
 
 
-def _redact(text: str, secret: str) -> str:
-    """``text`` without ``secret`` (servers and proxies sometimes echo request headers back)."""
-    return text.replace(secret, "[REDACTED]") if secret else text
+def _redact(value: Any, secrets: Sequence[str]) -> Any:
+    """``value``, text or decoded JSON, without ``secrets`` (servers and proxies sometimes echo a request back)."""
+    if isinstance(value, list):
+        return [_redact(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_redact(key, secrets): _redact(item, secrets) for key, item in value.items()}
+    for secret in secrets if isinstance(value, str) else ():
+        value = value.replace(secret, "[REDACTED]") if secret else value
+    return value
 
 
 def _redact_url(url: str) -> str:
@@ -1096,7 +1123,7 @@ def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadli
     while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
         reason = reason.reason
     failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=deadline.sent)
-    detail = f"{type(reason).__name__}: {_redact(str(reason), secret)}"
+    detail = f"{type(reason).__name__}: {_redact(str(reason), [secret])}"
     if deadline.bytes_left < 0:
         return failure(error=InvalidResponseError, message="the response is larger than max_response_bytes allows")
     tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))

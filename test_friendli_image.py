@@ -3148,19 +3148,35 @@ def test_the_size_cap_applies_to_downloads(api: FakeFriendli, fake_sleep: FakeSl
     assert len(rt_gets(api)) == 1
 
 
-@pytest.mark.parametrize("sent, error", [(64 * 1024 + 1, fi.BadRequestError), (64 * 1024, fi.APIConnectionError)],
-                         ids=["more-than-is-kept", "exactly-what-is-kept"])
-def test_an_error_body_promising_more_than_is_kept(api: FakeFriendli, sent: int, error: type) -> None:
-    """100 kB promised, then the connection closes.  Once more than 64 KiB came, the rest is not needed (nor
-    waited for); with fewer bytes than both, the answer is incomplete.  Catches an off-by-one between the two."""
+@pytest.mark.parametrize("sent", [64 * 1024 + 1, 64 * 1024, 10], ids=["more-than-is-kept", "exactly-what-is-kept",
+                                                                     "a-few-bytes"])
+def test_an_error_answer_cut_short_is_still_its_status(api: FakeFriendli, sent: int) -> None:
+    """100 kB promised, then the connection closes.  The status had arrived: the error is the status's, with what
+    came of the body (at most 64 KiB).  Catches it reported as a connection failure, and an off-by-one at 64 KiB."""
 
     def respond(handler: Handler, seen: Seen) -> None:
         rt_write(handler, b"HTTP/1.1 400 X\r\nContent-Length: 100000\r\n\r\n" + b"x" * sent)
 
     api.queue(respond)
-    with pytest.raises(fi.FriendliError) as info:
+    with pytest.raises(fi.BadRequestError) as info:
         rt_client(api, retries=RT_NO_RETRIES).generate(model="ep", prompt="p")
-    assert type(info.value) is error
+    assert info.value.body == "x" * min(sent, 64 * 1024)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+def test_a_503_whose_body_is_cut_short_is_retried(api: FakeFriendli, fake_sleep: FakeSleep, reset: bool) -> None:
+    """A retryable status says the request was not served, however its body ends: catches an APIConnectionError
+    after sending (not retried, and without the status)."""
+
+    def respond(handler: Handler, seen: Seen) -> None:
+        rt_write(handler, b"HTTP/1.1 503 Busy\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        if reset:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.close_connection = True
+
+    api.queue(respond)
+    assert rt_client(api, fake_sleep).generate(model="ep", prompt="p").data
+    assert len(api.requests) == 2 and len(fake_sleep.calls) == 1
 
 
 def test_a_huge_content_length_beyond_the_cap_is_refused_before_reading(api: FakeFriendli, client: fi.Client) -> None:
@@ -3915,7 +3931,25 @@ SEC_FAULTS = [
     SecFault("status-line-is-the-echoed-header", [sec_raw("Authorization: {auth}\r\n\r\n")], fi.APIConnectionError),
     SecFault("status-out-of-range-echoing", [sec_raw("HTTP/1.1 99999 {auth}\r\n\r\n")], fi.APIConnectionError),
     SecFault("body-reset-midway", [rst_mid_body], fi.APIConnectionError),
+    SecFault("400-json-escaping-every-character-of-the-token", [lambda handler, seen: sec_echo_escaped(handler, seen)],
+             fi.BadRequestError),
+    SecFault("400-echoing-across-the-64-KiB-cut", [lambda handler, seen: sec_echo_at_the_cut(handler, seen)],
+             fi.BadRequestError),
 ]
+
+
+def sec_echo_escaped(handler: Handler, seen: Seen) -> None:
+    """JSON may spell any character as an escape (PHP writes / as \\/): the token, decoded, is in the message."""
+    escaped = "".join(f"\\u{ord(char):04x}" for char in seen.headers.get("authorization", ""))
+    body = ('{"detail": "bad credentials: ' + escaped + '"}').encode("ascii")
+    sec_write(handler, b"HTTP/1.1 400 Bad\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(body), body))
+
+
+def sec_echo_at_the_cut(handler: Handler, seen: Seen) -> None:
+    """The echoed token starts 12 bytes before the 64 KiB an error body is cut to: a cut-off piece leaks too."""
+    body = b"x" * (64 * 1024 - 12 - len("Bearer ")) + seen.headers.get("authorization", "").encode("latin-1")
+    sec_write(handler, b"HTTP/1.1 400 Bad\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 @pytest.mark.parametrize("fault", [
@@ -3966,6 +4000,72 @@ def test_secrets_an_echoed_token_is_redacted_yet_the_error_stays_useful(api: Fak
     assert err.headers.get("content-type") == "application/json"  # headers still there, still case-insensitive
     assert "invalid_token" in err.headers.get("www-authenticate", "")
     assert TOKEN not in json.dumps(json.loads(err.body))
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
+def test_secrets_a_system_exit_during_an_attempt_leaves_no_token_in_its_traceback(api: FakeFriendli) -> None:
+    """A SIGTERM handler calling sys.exit() while a server is slow: catches urllib's frames (the request's
+    headers) and the attempt's own locals kept in the SystemExit's traceback."""
+    client = fi.Client(TOKEN, base_url=api.url, timeout=5, retries=SEC_NO_RETRIES)
+
+    def leave(signum: int, frame: Any) -> None:
+        sys.exit(3)
+
+    api.queue(never_answer)
+    previous = signal.signal(signal.SIGALRM, leave)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        err = sec_raised(lambda: client.generate(model="ep", prompt="p"))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert isinstance(err, SystemExit) and err.code == 3
+    assert any(frame.f_code.co_filename == fi.__file__ for frame in sec_frames(err))
+    sec_assert_absent(SEC_TOKEN_PIECES, sec_error_texts(err, exempt=sec_token_holders(client)),
+                      "the SystemExit, its chain or a frame local")
+
+
+def test_secrets_a_malformed_token_from_a_callable_is_in_no_frame_local(api: FakeFriendli) -> None:
+    """A token read from a file without strip(): catches it kept as a local of the frame that refused it."""
+    client = fi.Client(lambda: TOKEN + "\n", base_url=api.url, retries=SEC_NO_RETRIES)
+    err = sec_raised(lambda: client.generate(model="ep", prompt="p"))
+    assert isinstance(err, fi.FriendliValidationError) and "printable ASCII" in str(err)
+    assert sec_frames(err) and api.requests == []
+    sec_assert_absent(SEC_TOKEN_PIECES, sec_error_texts(err), "the error or a frame local")
+
+
+@pytest.mark.parametrize("status", [403, 503])
+def test_secrets_an_image_host_echoing_the_pre_signed_query_is_redacted(
+    api: FakeFriendli, fake_sleep: FakeSleep, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """S3-style error pages quote the request, signature included: catches it in the message, the body, the
+    headers or (a 503 is retried) the retry log line."""
+    signature = "SIGN4TURE0123456789abcdef"
+
+    def echo(handler: Handler, seen: Seen) -> None:
+        body = f"<Error><Request>GET {seen.path}</Request><Sig>{signature}</Sig></Error>".encode()
+        sec_write(handler, f"HTTP/1.1 {status} Denied {seen.path}\r\nX-Echo: {signature}\r\n"
+                           f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    client = rt_client(api, fake_sleep, retries=SEC_ONE_RETRY)
+    api.queue(rt_url_item(f"{api.url}/img.png?X-Amz-Date=20261126&X-Amz-Signature={signature}"), echo, echo)
+    item = client.generate(model="ep", prompt="p").data[0]
+    with caplog.at_level(logging.INFO, logger="friendli_image"):
+        err = sec_raised(item.content)
+    assert isinstance(err, fi.APIStatusError) and err.status_code == status
+    assert "[REDACTED]" in err.body and "/img.png" in str(err)
+    texts = [str(err), err.body, err.message, repr(err.headers.items()), caplog.text]
+    assert not [text for text in texts if signature in text]
+    assert ("retrying" in caplog.text) is (status == 503)
+
+
+def test_an_empty_download_is_not_an_image(api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path) -> None:
+    """A 204 or an empty 200 from the image host: catches b"" returned as the image and saved as an empty file."""
+    api.queue(rt_url_item(api.url + "/files/empty.png"), Reply(204, body=b""))
+    item = client.generate(model="ep", prompt="p").data[0]
+    with pytest.raises(fi.InvalidResponseError, match=r"data\[0\]\.url gave an empty body"):
+        item.save(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- the token callable -----------------------------------------------------------------------------------------
