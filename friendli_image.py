@@ -839,6 +839,7 @@ class _Connection(http.client.HTTPConnection):
         super().__init__(host, **kwargs)
         self.deadline, self.tls_host = request.deadline, urllib.parse.urlsplit(request.full_url).hostname or ""
         self.spoke = False  # something was sent: a failure from here on is not the address's
+        self.cut_off: Optional[OSError] = None  # the server stopped reading the request: it may have answered early
 
     def response_class(  # type: ignore[override]  # HTTPConnection makes every answer, a CONNECT's too, here
         self, sock: socket.socket, *args: Any, **kwargs: Any
@@ -865,15 +866,25 @@ class _Connection(http.client.HTTPConnection):
             self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.tls_host)
 
     def send(self, data: Any) -> None:
+        if self.cut_off is not None:  # the rest of a request the server stopped reading
+            return
         if self.sock is None:
             self.connect()
         self.sock.settimeout(self.deadline.left())  # bounds a whole sendall
         self.spoke = True
-        super().send(data)
+        try:
+            super().send(data)
+        except (BrokenPipeError, ConnectionResetError) as exc:  # e.g. a 413 or 401 sent before the body was read
+            self.cut_off = exc
 
     def getresponse(self) -> http.client.HTTPResponse:
-        self.deadline.sent = True  # called once the whole request was written
-        return super().getresponse()
+        self.deadline.sent = self.cut_off is None  # called once the whole request was written, or cut off
+        try:
+            return super().getresponse()
+        except (OSError, http.client.HTTPException):
+            if self.cut_off is None:
+                raise
+        raise self.cut_off  # no early answer to read: the request was not sent
 
 
 class _Handler(urllib.request.AbstractHTTPHandler):

@@ -2407,6 +2407,38 @@ def test_a_reset_while_still_sending_is_a_failure_before_sending(
     assert RT_HUGE_PROMPT[:100] not in str(err)
 
 
+@pytest.mark.parametrize("status, error", [(413, fi.APIStatusError), (401, fi.AuthenticationError)])
+def test_an_answer_sent_before_the_body_was_read_is_the_answer(
+    fake_sleep: FakeSleep, status: int, error: type
+) -> None:
+    """A gateway refuses a 16 MB request after its headers (413, or a 401) and closes without reading the body, so
+    sending fails.  Catches that answer lost: the call retried as "not sent", uploading the body each time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: List[int] = []
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            accepted.append(1)
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(65536)
+                body = b'{"detail": "request entity too large"}'
+                conn.sendall(b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (status, len(body), body))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = fi.Client(TOKEN, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", sleep=fake_sleep,
+                       clock=fake_sleep.clock)
+    with pytest.raises(error) as info:
+        client.generate(model="ep", prompt=RT_HUGE_PROMPT, retries=rt_backoff(max_retries=2))
+    assert info.value.status_code == status and "request entity too large" in str(info.value)
+    assert accepted == [1] and fake_sleep.calls == [] and info.value.attempts == 1
+    server.join(5)
+
+
 # -- failures after the request was sent ------------------------------------------------------------
 
 RT_AFTER_SENDING: List[Any] = [
