@@ -1017,7 +1017,7 @@ class _Transport:
         return outcome
 
     def _read(self, response: http.client.HTTPResponse, url: str, secret: str) -> _Outcome:
-        """Read an answer within the size cap, decode an unasked-for gzip/deflate 2xx body, redact the token."""
+        """Read an answer within the size cap, decode an unasked-for gzip/deflate 2xx body, redact what is secret."""
         status, headers = response.status, response.headers  # type: int, email.message.Message
         ok = 200 <= status < 300
         limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
