@@ -874,17 +874,18 @@ class _Connection(http.client.HTTPConnection):
         self.spoke = True
         try:
             super().send(data)
-        except (BrokenPipeError, ConnectionResetError) as exc:  # e.g. a 413 or 401 sent before the body was read
-            self.cut_off = exc
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError) as exc:  # e.g. a 413 before the body was read
+            self.cut_off = exc.with_traceback(None)  # not the frames that sent the request (its headers)
 
     def getresponse(self) -> http.client.HTTPResponse:
-        self.deadline.sent = self.cut_off is None  # called once the whole request was written, or cut off
+        cut_off, self.cut_off = self.cut_off, None
+        self.deadline.sent = cut_off is None  # called once the whole request was written, or cut off
         try:
             return super().getresponse()
         except (OSError, http.client.HTTPException):
-            if self.cut_off is None:
+            if cut_off is None:
                 raise
-        raise self.cut_off  # no early answer to read: the request was not sent
+        raise cut_off  # no early answer to read: the request was not sent
 
 
 class _Handler(urllib.request.AbstractHTTPHandler):
@@ -980,11 +981,15 @@ class _Transport:
         if seconds <= 0:
             return _Outcome(url, error=APITimeoutError, message="total_timeout ran out", retryable=True)
         secret = token(made) if token is not None else ""  # ``made``: the attempts before this one
+        own = [value for name, value in headers.items() if name.lower() == "authorization"]  # the caller's, if any
+        credentials = [secret, *own, *(value.partition(" ")[2] for value in own)]  # what no answer may echo back
+        secrets = _secrets(url, *credentials)
         # Room for headers and chunk framing beyond the largest body accepted (the body's own cap is in _read).
         deadline = _Deadline(seconds, self.max_response_bytes * 17 // 16 + (1 << 20))
         stopped: Optional[BaseException] = None
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
+                secrets, deadline.sent = _secrets(url, *credentials), False
                 request = urllib.request.Request(url, data=body, headers=headers, method=method)
                 request.deadline, request.tls = deadline, self.ssl_context  # type: ignore  # read by _Connection
                 if secret:
@@ -996,7 +1001,7 @@ class _Transport:
                     response = http.client.HTTPResponse(SimpleNamespace(makefile=lambda mode: stream),  # type: ignore
                                                         method=method)
                     response.begin()
-                outcome = self._read(response, url, secret)
+                outcome = self._read(response, url, secrets)
                 location = outcome.headers.get("location")
                 if method != "GET" or outcome.status not in (301, 302, 303, 307, 308) or not location:
                     break
@@ -1007,25 +1012,26 @@ class _Transport:
             else:
                 outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
-            outcome = _describe_exception(exc, url, secret, deadline)
+            outcome = _describe_exception(exc, url, secrets, deadline)
         except BaseException as exc:  # Ctrl-C, or a signal handler's SystemExit: raised again below
             stopped = exc
-        secret, request = "", None  # type: ignore[assignment]  # nothing of the token in this frame from here on
+        secret, credentials, secrets, request = "", [], [], None  # type: ignore[assignment]  # nothing secret left
         if stopped is not None:  # without its traceback and chain, whose frames (urllib's) held the token
             stopped.__context__ = stopped.__cause__ = None
             raise stopped.with_traceback(None)
         return outcome
 
-    def _read(self, response: http.client.HTTPResponse, url: str, secret: str) -> _Outcome:
+    def _read(self, response: http.client.HTTPResponse, url: str, secrets: Sequence[str]) -> _Outcome:
         """Read an answer within the size cap, decode an unasked-for gzip/deflate 2xx body, redact what is secret."""
         status, headers = response.status, response.headers  # type: int, email.message.Message
         ok = 200 <= status < 300
         limit = self.max_response_bytes if ok else _ERROR_BODY_LIMIT
-        # What an answer may echo back: the token, and the values of a pre-signed URL's query (short ones are not
-        # secret, and would blank out common words).
-        values = [part.partition("=")[2] for part in urllib.parse.urlsplit(url).query.split("&")]
-        secrets = [secret] + [value for raw in values for value in (raw, urllib.parse.unquote(raw)) if len(value) >= 8]
-        cap = limit if ok else limit + max(map(len, secrets))  # a secret echoed across the cut is redacted whole
+        cap = limit if ok else limit + 6 * max(map(len, secrets), default=0)  # a secret echoed across the cut,
+        # even as JSON escapes, is redacted whole
+        if any(_redact(str(value), secrets) != str(value) for value in headers.values()):
+            headers = email.message.Message()
+            for name, value in response.headers.items():
+                headers[name] = _redact(value, secrets)
         invalid = functools.partial(_Outcome, url, status, headers=headers, error=InvalidResponseError, sent=True)
         too_large = f"response body is over the limit of {limit} bytes (max_response_bytes)"
         with response:
@@ -1059,17 +1065,8 @@ class _Transport:
                 body = b""
             if len(body) > limit or not decoder.eof or decoder.unused_data:  # a second gzip member too
                 return invalid(message=too_large if len(body) > limit else f"{encoding!r} body cannot be decoded")
-        if any(_redact(str(value), secrets) != str(value) for value in headers.values()):
-            headers = email.message.Message()
-            for name, value in response.headers.items():
-                headers[name] = _redact(value, secrets)
-        if not ok:  # an error body is cut, not refused, and quoted in messages: no secret in it, escaped or not
-            text = _redact(body.decode("utf-8", "replace"), secrets)
-            with contextlib.suppress(ValueError, RecursionError):
-                payload = json.loads(text)
-                if _redact(payload, secrets) != payload:  # JSON escapes (\/, \u0041) spelled a secret
-                    text = json.dumps(_redact(payload, secrets))
-            body = text.encode("utf-8")[:limit]
+        if not ok:  # an error body is cut, not refused, and quoted in messages: no secret in it
+            body = _redact(body.decode("utf-8", "replace"), secrets).encode("utf-8")[:limit]
         return _Outcome(url, status, _redact(response.reason or "", secrets), headers, body, sent=True)
 
     def download(self, url: str) -> bytes:
@@ -1102,15 +1099,24 @@ def _headers(user_agent: str, accept: str, team: Optional[str] = None, extra: Op
     return headers
 
 
-def _redact(value: Any, secrets: Sequence[str]) -> Any:
-    """``value``, text or decoded JSON, without ``secrets`` (servers and proxies sometimes echo a request back)."""
-    if isinstance(value, list):
-        return [_redact(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {_redact(key, secrets): _redact(item, secrets) for key, item in value.items()}
-    for secret in secrets if isinstance(value, str) else ():
-        value = value.replace(secret, "[REDACTED]") if secret else value
-    return value
+def _secrets(url: str, *credentials: str) -> List[str]:
+    """What an answer must not echo back: the ``credentials`` sent, and the values of a pre-signed URL's query
+    (short ones are not secret, and would blank out common words); the longest first, so none hides another."""
+    values = [part.partition("=")[2] for part in urllib.parse.urlsplit(url).query.split("&")]
+    found = [*credentials, *(value for raw in values for value in (raw, urllib.parse.unquote(raw)) if len(value) >= 8)]
+    return sorted(set(filter(None, found)), key=len, reverse=True)
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` without ``secrets``, also where JSON escapes spell them (servers and proxies sometimes echo a
+    request back, and JSON may write any character as ``\\u0041``, and / as ``\\/``)."""
+    for secret in secrets:
+        pattern = ""
+        for char in secret:  # the character itself, its \uXXXX escape, or a backslash before / " or \
+            after_backslash = "|\\\\" + re.escape(char) if char in '/"\\' else ""
+            pattern += f"(?:{re.escape(char)}|\\\\u(?i:{ord(char):04x}){after_backslash})"
+        text = re.sub(pattern, "[REDACTED]", text)
+    return text
 
 
 def _redact_url(url: str) -> str:
@@ -1128,13 +1134,13 @@ def _describe(outcome: _Outcome) -> str:
     return f"{outcome.message} ({_redact_url(outcome.url)})"
 
 
-def _describe_exception(exc: Exception, url: str, secret: str, deadline: _Deadline) -> _Outcome:
+def _describe_exception(exc: Exception, url: str, secrets: Sequence[str], deadline: _Deadline) -> _Outcome:
     """A urllib/http.client/socket/ssl exception as a failure, in safe words (token and query removed)."""
     reason: BaseException = exc
     while isinstance(reason, urllib.error.URLError) and isinstance(reason.reason, BaseException):
         reason = reason.reason
     failure = functools.partial(_Outcome, url, error=APIConnectionError, sent=deadline.sent)
-    detail = f"{type(reason).__name__}: {_redact(str(reason), [secret])}"
+    detail = f"{type(reason).__name__}: {_redact(str(reason), secrets)}"
     if deadline.bytes_left < 0:
         return failure(error=InvalidResponseError, message="the response is larger than max_response_bytes allows")
     tunnel = re.match(r"Tunnel connection failed: (\d{3})", str(reason))
@@ -1505,6 +1511,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FriendliError as exc:
         print(f"friendli-image: error: {_cli_describe(exc)}", file=sys.stderr)
         return _EXIT_USAGE
+    except KeyboardInterrupt:  # e.g. while --prompts - waits for standard input: nothing was sent
+        return _EXIT_INTERRUPTED
     reporter = _CliReporter(args, len(jobs))
     try:
         return _cli_run(args, client, jobs, reporter)
@@ -1580,8 +1588,9 @@ def _cli_read(path: str, what: str) -> str:
     """A text file (``-``: standard input) of at most a million characters, more than any token or list of
     prompts needs (``/dev/zero`` is endless); one that cannot be read is a usage error."""
     try:
-        with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8-sig") as file:
-            text = file.read(1_000_001)  # utf-8-sig: a BOM is not part of the text
+        with contextlib.nullcontext(sys.stdin) if path == "-" else open(path, encoding="utf-8") as file:
+            text = file.read(1_000_001)
+        text = text[1:] if text.startswith("\ufeff") else text  # a byte order mark is not part of the text
         if len(text) > 1_000_000:
             raise ValueError("more than a million characters")
         return text
@@ -1625,7 +1634,8 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
     seeds = [None if args.seed is None else args.seed + copy for copy in range(args.n)]
     requests = [dataclasses.replace(first, prompt=prompt, seed=seed) for prompt in prompts for seed in seeds]
     output = args.output  # the file it names, for one request and no directory:
-    one_file = output and len(requests) == 1 and not output.endswith(("/", os.sep)) and not os.path.isdir(output)
+    one_file = output and len(requests) == 1 and os.path.basename(output) not in ("", ".", "..") and (
+        not os.path.isdir(output))
     args.file = pathlib.Path(output) if one_file else None
     return [_CliJob(index, request) for index, request in enumerate(requests, 1)]
 
@@ -1633,13 +1643,17 @@ def _cli_jobs(args: Any) -> List[_CliJob]:
 def _cli_check_outputs(args: Any, jobs: List[_CliJob]) -> None:
     """Before any traffic (an image is billed even if it cannot be saved): the output directory exists
     or is made, and no file whose name is known already would be replaced without --overwrite."""
-    if len(jobs) > 1 and args.output and pathlib.Path(args.output).suffix and not os.path.isdir(args.output):
+    if len(jobs) > 1 and args.output and pathlib.Path(args.output).suffix and not os.path.isdir(args.output) and (
+            os.path.basename(args.output) not in ("", ".", "..")):  # "run.v2/" names a directory
         raise FriendliValidationError(f"-o {args.output} names a file, but {len(jobs)} requests will be made: "
                                       "give a directory (e.g. -o out/)")
+    folder = _cli_path(args, jobs[0], len(jobs), 0, None).parent  # -o's directory
     try:
-        _cli_path(args, jobs[0], len(jobs), 0, None).parent.mkdir(parents=True, exist_ok=True)  # -o's directory
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FriendliValidationError(f"cannot create a directory for {args.output!r}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FriendliValidationError(f"cannot write to the directory {str(folder)!r}")
     suffixes = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg"}  # the format asked for names the file before the call
     for job in jobs if not args.overwrite else ():
         path = _cli_path(args, job, len(jobs), 0, job.request.seed)
@@ -1664,54 +1678,69 @@ def _cli_path(args: Any, job: _CliJob, jobs: int, number: int, seed: Optional[in
 
 def _cli_run(args: Any, client: Client, jobs: List[_CliJob], reporter: _CliReporter) -> int:
     """Run each job in a thread of its own, ``--concurrency`` at a time, reporting each once as it ends; return the
-    exit code.  Daemon threads: a second Ctrl-C ends the process at once."""
+    exit code.  The first Ctrl-C only asks to stop (nothing is cut short); daemon threads let a second one quit."""
     import queue
+    import signal
 
     total_timeout = max(60.0, args.timeout) if args.total_timeout is None else args.total_timeout
-    stop, results = threading.Event(), queue.Queue()  # type: threading.Event, queue.Queue[Tuple[_CliJob, Any, str]]
+    stop, interrupted = threading.Event(), threading.Event()
+    results: queue.Queue[Tuple[_CliJob, List[Tuple[pathlib.Path, GeneratedImage]], Any, str]] = queue.Queue()
 
     def run(job: _CliJob) -> None:
         reporter.local.job = job  # so that retry messages name their request
-        phase = "request"
+        phase, saved, outcome = "request", [], None  # type: str, List[Tuple[pathlib.Path, GeneratedImage]], Any
         try:
             result = client.send(job.request, total_timeout=total_timeout, cancel=stop)
-            phase = "image"
+            phase, outcome = "image", result.request_id
             if not result.data:
                 raise FriendliError("the API answered with no image")
-            saved = [(image.save(_cli_path(args, job, len(jobs), n, image.seed), overwrite=args.overwrite), image)
-                     for n, image in enumerate(result.data)]
+            for n, image in enumerate(result.data):
+                saved.append((image.save(_cli_path(args, job, len(jobs), n, image.seed), overwrite=args.overwrite),
+                              image))
         except Exception as exc:  # a bug, not the API, is that request's failure too (its cause shown by -v)
-            error = exc if isinstance(exc, FriendliError) else FriendliError(f"unexpected {type(exc).__name__}: {exc}")
-            if error is not exc:
-                error.__cause__ = exc
-            if phase == "request" and isinstance(error, (AuthenticationError, PermissionDeniedError)):
+            outcome = exc if isinstance(exc, FriendliError) else FriendliError(f"unexpected {type(exc).__name__}: {exc}")
+            if outcome is not exc:
+                outcome.__cause__ = exc
+            if phase == "request" and isinstance(outcome, (AuthenticationError, PermissionDeniedError)):
                 stop.set()  # the API refused the token: no other request can succeed
-            results.put((job, error, phase))
-        else:
-            results.put((job, (saved, result.request_id), phase))
+            elif phase == "request" and type(outcome) is FriendliError and stop.is_set():
+                phase = "cancelled"  # stopped before it ended: not done, rather than failed
+        results.put((job, saved, outcome, phase))
 
-    waiting, running, interrupted = list(reversed(jobs)), 0, False
-    while running or (waiting and not stop.is_set()):
-        try:
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # the second Ctrl-C: quit now
+        interrupted.set()
+        stop.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    waiting, running, announced = list(reversed(jobs)), 0, False
+    try:
+        while running or (waiting and not stop.is_set()):
+            if interrupted.is_set() and not announced:
+                reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
+                announced = True
             if waiting and running < args.concurrency and not stop.is_set():
                 threading.Thread(target=run, args=(waiting.pop(),), daemon=True).start()
                 running += 1
-                continue
-            job, outcome, phase = results.get(timeout=0.25)
-        except queue.Empty:
-            reporter.draw()
-            continue
-        except KeyboardInterrupt:  # the first: no new request starts, those in flight end; the second: quit
-            if interrupted:
-                break
-            interrupted = True
-            stop.set()
-            reporter.say("interrupted: waiting for the requests in flight (Ctrl-C again to quit)")
-            continue
-        running -= 1
-        reporter.record(job, outcome, phase)
-    code = reporter.finish(jobs)
-    return _EXIT_INTERRUPTED if interrupted else code
+            else:
+                try:
+                    reporter.record(*results.get(timeout=0.25))
+                    running -= 1
+                except queue.Empty:
+                    reporter.draw()
+    except KeyboardInterrupt:  # the second Ctrl-C (or one raised where no handler could be set)
+        interrupted.set()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the summary is printed whole
+    try:
+        code = reporter.finish(jobs)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)  # None: not set by Python
+    return _EXIT_INTERRUPTED if interrupted.is_set() else code
 
 
 def _cli_describe(err: BaseException) -> str:
@@ -1725,8 +1754,10 @@ class _CliReporter:
 
     def __init__(self, args: Any, total: int) -> None:
         import logging
+        import shutil
 
-        self.args, self.total, self.tty = args, total, sys.stderr.isatty()
+        self.args, self.total, self.tty = args, total, sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.width = shutil.get_terminal_size().columns - 1  # the status line must fit on one row
         self.screen, self.local = threading.RLock(), threading.local()
         self.codes: Dict[int, int] = {}  # the exit code of each finished request, by index
         self.started, self.shown = time.monotonic(), False
@@ -1750,13 +1781,21 @@ class _CliReporter:
         """Print a message, or a --json record on ``stream`` (maybe this terminal too), over the status line."""
         with self.screen:
             self.clear()
-            print(f"friendli-image: {text}" if stream is None else text, file=stream or sys.stderr, flush=True)
+            self.emit(f"friendli-image: {text}" if stream is None else text, stream or sys.stderr)
             self.draw()
+
+    def emit(self, text: str, stream: Any, end: str = "\n") -> None:
+        """Write to a stream; one that fails (a closed pipe, a full disk) gets os.devnull from then on, and the run
+        goes on with its images saved."""
+        try:
+            print(text, end=end, file=stream, flush=True)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # what is buffered cannot fail at exit either
 
     def clear(self) -> None:
         with self.screen:
             if self.shown:
-                sys.stderr.write("\r\x1b[K")
+                self.emit("\r\x1b[K", sys.stderr, end="")
                 self.shown = False
 
     def draw(self) -> None:
@@ -1766,12 +1805,19 @@ class _CliReporter:
         line = f"waiting for the image: {elapsed:.0f} s" if self.total == 1 else line + (
             f", about {elapsed / done * (self.total - done):.0f} s to go" if 0 < done < self.total else "")
         with self.screen:
-            if self.tty:
-                print("\r\x1b[K" + line, end="", file=sys.stderr, flush=True)
+            if self.tty:  # one row, or clearing it would leave the rows it wrapped onto
+                self.emit("\r\x1b[K" + line[:self.width], sys.stderr, end="")
                 self.shown = True
 
-    def record(self, job: _CliJob, outcome: Any, phase: str) -> None:
-        """Report one finished request and keep its exit code (0 when it succeeded)."""
+    def record(self, job: _CliJob, saved: List[Tuple[pathlib.Path, GeneratedImage]], outcome: Any, phase: str
+               ) -> None:
+        """Report one request that ended, its images saved and its error or request id, and keep its exit code (0
+        when it succeeded); one cancelled before it ended stays not done."""
+        for path, image in saved:
+            self.say(f"saved {path}" + ("" if image.seed is None else f" (seed {image.seed})"))
+        images = [{"path": str(path), "seed": image.seed, "format": image.response_format} for path, image in saved]
+        if phase == "cancelled":
+            return
         if isinstance(outcome, FriendliError):
             code = _EXIT_NETWORK if isinstance(outcome, APIConnectionError) else _EXIT_API
             if phase == "request" and isinstance(outcome, (AuthenticationError, PermissionDeniedError)):
@@ -1785,14 +1831,10 @@ class _CliReporter:
             self.say(f"error: {where}{_cli_describe(outcome)}")
             error = {"type": type(outcome).__name__, "status": getattr(outcome, "status_code", None),
                      "message": str(outcome), "request_id": outcome.request_id, "attempts": outcome.attempts}
-            payload: Dict[str, Any] = {"ok": False, "error": error}
+            payload: Dict[str, Any] = {"ok": False, "error": error, **({"images": images} if images else {})}
         else:
             self.codes[job.index] = 0
-            saved, request_id = outcome
-            for path, image in saved:
-                self.say(f"saved {path}" + ("" if image.seed is None else f" (seed {image.seed})"))
-            images = [{"path": str(path), "seed": image.seed, "format": image.response_format} for path, image in saved]
-            payload = {"ok": True, "request_id": request_id, "images": images}
+            payload = {"ok": True, "request_id": outcome, "images": images}
         if self.args.json:
             self.say(json.dumps({"index": job.index, "prompt": job.request.prompt, **payload}), sys.stdout)
 
@@ -1809,8 +1851,8 @@ class _CliReporter:
             left = f", {len(unfinished)} not done" if unfinished else ""
             self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"
                      f" in {time.monotonic() - self.started:.1f} s")
-        if failed and len(failed) == len(self.codes):
-            return failed[0]  # all that ran failed: the first one says why
+        if _EXIT_AUTH in failed or (failed and len(failed) == len(self.codes)):
+            return _EXIT_AUTH if _EXIT_AUTH in failed else failed[0]  # the token refused, or the first failure
         return _EXIT_PARTIAL if failed or unfinished else 0
 
 

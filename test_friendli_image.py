@@ -18,6 +18,7 @@ import dataclasses
 import email.message
 import email.utils
 import errno
+import gc
 import gzip
 import http.client
 import inspect
@@ -2408,11 +2409,11 @@ def test_a_reset_while_still_sending_is_a_failure_before_sending(
 
 
 @pytest.mark.parametrize("status, error", [(413, fi.APIStatusError), (401, fi.AuthenticationError)])
-def test_an_answer_sent_before_the_body_was_read_is_the_answer(
-    fake_sleep: FakeSleep, status: int, error: type
-) -> None:
+def test_an_answer_sent_before_the_body_was_read_is_the_answer(fake_sleep: FakeSleep, status: int, error: type) -> None:
     """A gateway refuses a 16 MB request after its headers (413, or a 401) and closes without reading the body, so
-    sending fails.  Catches that answer lost: the call retried as "not sent", uploading the body each time."""
+    sending fails.  Catches that answer lost: the call retried as "not sent", uploading the body each time; and the
+    failed send kept, with the frames that sent the headers, after the call.  (Over TLS the answer is read when
+    the TLS layer still has it after the failed send, not always: not tested here.)"""
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: List[int] = []
 
@@ -2432,10 +2433,17 @@ def test_an_answer_sent_before_the_body_was_read_is_the_answer(
     server.start()
     client = fi.Client(TOKEN, base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", sleep=fake_sleep,
                        clock=fake_sleep.clock)
-    with pytest.raises(error) as info:
-        client.generate(model="ep", prompt=RT_HUGE_PROMPT, retries=rt_backoff(max_retries=2))
+    gc.collect()
+    gc.disable()  # what survives the call must not be freed by a collection before it is looked for
+    try:
+        with pytest.raises(error) as info:
+            client.generate(model="ep", prompt=RT_HUGE_PROMPT, retries=rt_backoff(max_retries=2))
+        kept = [o for o in gc.get_objects() if isinstance(o, types.FrameType) and o.f_code.co_name == "_send_output"]
+    finally:
+        gc.enable()
     assert info.value.status_code == status and "request entity too large" in str(info.value)
     assert accepted == [1] and fake_sleep.calls == [] and info.value.attempts == 1
+    assert kept == []  # http.client's frame holding the request's headers, token included
     server.join(5)
 
 
@@ -3967,13 +3975,19 @@ SEC_FAULTS = [
              fi.BadRequestError),
     SecFault("400-echoing-across-the-64-KiB-cut", [lambda handler, seen: sec_echo_at_the_cut(handler, seen)],
              fi.BadRequestError),
+    SecFault("400-json-escaping-the-token-in-a-body-over-64-KiB",
+             [lambda handler, seen: sec_echo_escaped(handler, seen, pad=70_000)], fi.BadRequestError),
+    SecFault("2xx-over-the-cap-echoing-in-its-request-id",
+             [sec_raw("HTTP/1.1 200 OK\r\nX-Request-Id: {auth}\r\nContent-Length: 999999999\r\n\r\n")],
+             fi.InvalidResponseError),
 ]
 
 
-def sec_echo_escaped(handler: Handler, seen: Seen) -> None:
-    """JSON may spell any character as an escape (PHP writes / as \\/): the token, decoded, is in the message."""
+def sec_echo_escaped(handler: Handler, seen: Seen, pad: int = 0) -> None:
+    """JSON may spell any character as an escape (PHP writes / as \\/): the token, decoded, is in the message.
+    With ``pad``, the body is longer than the 64 KiB kept, so what is kept is not JSON any more."""
     escaped = "".join(f"\\u{ord(char):04x}" for char in seen.headers.get("authorization", ""))
-    body = ('{"detail": "bad credentials: ' + escaped + '"}').encode("ascii")
+    body = ('{"detail": "bad credentials: ' + escaped + '", "pad": "' + "x" * pad + '"}').encode("ascii")
     sec_write(handler, b"HTTP/1.1 400 Bad\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
               % (len(body), body))
 
@@ -4066,7 +4080,7 @@ def test_secrets_a_malformed_token_from_a_callable_is_in_no_frame_local(api: Fak
     sec_assert_absent(SEC_TOKEN_PIECES, sec_error_texts(err), "the error or a frame local")
 
 
-@pytest.mark.parametrize("status", [403, 503])
+@pytest.mark.parametrize("status", [403, 503, 0], ids=["403", "503", "malformed-status-line"])
 def test_secrets_an_image_host_echoing_the_pre_signed_query_is_redacted(
     api: FakeFriendli, fake_sleep: FakeSleep, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
@@ -4076,6 +4090,9 @@ def test_secrets_an_image_host_echoing_the_pre_signed_query_is_redacted(
 
     def echo(handler: Handler, seen: Seen) -> None:
         body = f"<Error><Request>GET {seen.path}</Request><Sig>{signature}</Sig></Error>".encode()
+        if not status:  # http.client quotes a status line it cannot read in its error
+            sec_write(handler, f"HTTP/1.1 abc {seen.path}\r\n\r\n".encode())
+            return
         sec_write(handler, f"HTTP/1.1 {status} Denied {seen.path}\r\nX-Echo: {signature}\r\n"
                            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
@@ -4084,11 +4101,42 @@ def test_secrets_an_image_host_echoing_the_pre_signed_query_is_redacted(
     item = client.generate(model="ep", prompt="p").data[0]
     with caplog.at_level(logging.INFO, logger="friendli_image"):
         err = sec_raised(item.content)
-    assert isinstance(err, fi.APIStatusError) and err.status_code == status
-    assert "[REDACTED]" in err.body and "/img.png" in str(err)
-    texts = [str(err), err.body, err.message, repr(err.headers.items()), caplog.text]
+    if not status:
+        assert isinstance(err, fi.APIConnectionError) and "[REDACTED]" in str(err)
+    else:
+        assert isinstance(err, fi.APIStatusError) and err.status_code == status
+        assert "[REDACTED]" in err.body and "/img.png" in str(err)
+    texts = [str(err), getattr(err, "body", ""), getattr(err, "message", ""),
+             repr(getattr(err, "headers", {}).items()), caplog.text]
     assert not [text for text in texts if signature in text]
-    assert ("retrying" in caplog.text) is (status == 503)
+    assert ("retrying" in caplog.text) is (status != 403)  # a download is retried after a 503 or a bad answer
+
+
+def test_secrets_the_callers_own_authorization_header_is_redacted_like_the_token(api: FakeFriendli) -> None:
+    """README suggests http_headers={"Authorization": ...} for a container behind a gateway: catches it quoted
+    back (whole, or the credential after "Bearer ") in the error."""
+    own = "Bearer OWN-gateway-secret-0123"
+    api.queue(echo_token_401)
+    client = fi.Client(base_url=api.url, target="container", retries=SEC_NO_RETRIES)
+    err = sec_raised(lambda: client.generate(prompt="p", http_headers={"Authorization": own}))
+    assert isinstance(err, fi.AuthenticationError) and api.requests[0].headers["authorization"] == own
+    texts = [str(err), err.body, err.message, repr(err.headers.items()), repr(err.request_id)]
+    assert [text for text in texts if "OWN-gateway" in text] == []
+
+
+def test_a_redirect_hop_refused_before_sending_is_a_failure_before_sending(
+    api: FakeFriendli, fake_sleep: FakeSleep
+) -> None:
+    """The first hop was sent; the second is refused at connect.  Catches the first hop's "sent" kept for the
+    second (retried although retry_connection_errors is off)."""
+    client = rt_client(api, fake_sleep, retries=fi.RetryConfig("backoff", retry_connection_errors=False,
+                                                                max_retries=2))
+    api.queue(rt_url_item(api.url + "/hop/0"),
+              Reply(302, body=b"", headers={"Location": f"http://127.0.0.1:{sec_closed_port()}/x.png"}))
+    item = client.generate(model="ep", prompt="p").data[0]
+    with pytest.raises(fi.APIConnectionError) as info:
+        item.content()
+    assert info.value.sent is False and info.value.attempts == 1 and fake_sleep.calls == []
 
 
 def test_an_empty_download_is_not_an_image(api: FakeFriendli, client: fi.Client, tmp_path: pathlib.Path) -> None:
@@ -7302,23 +7350,140 @@ def test_cli_ctrl_c_during_a_batch(api: FakeFriendli, tmp_path: pathlib.Path, mo
     assert cli_leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to this process is POSIX")
 def test_cli_ctrl_c_while_the_workers_start_is_an_interrupted_run(
     api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Catches a KeyboardInterrupt escaping main() when Ctrl-C comes before the run waits for its workers."""
+    """A real SIGINT as the second request's thread starts: catches a KeyboardInterrupt escaping main(), and
+    another request started after it."""
     started: List[int] = []
 
     class Thread(threading.Thread):
         def start(self) -> None:
             started.append(1)
-            if len(started) == 2:  # Ctrl-C as the second worker starts
-                raise KeyboardInterrupt
+            if len(started) == 2:  # Ctrl-C as the second request starts
+                os.kill(os.getpid(), signal.SIGINT)
             super().start()
 
     monkeypatch.setattr(fi, "threading", types.SimpleNamespace(**{**vars(threading), "Thread": Thread}))
     code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "3", "--concurrency", "2")
     assert code == 130 and err.count("interrupted: waiting for the requests in flight") == 1
-    assert len(api.requests) <= 1 and "Traceback" not in err  # only a request already taken may go out
+    assert len(started) == 2 and len(api.requests) <= 2 and "Traceback" not in err  # the third never started
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to this process is POSIX")
+def test_cli_a_request_stopped_by_ctrl_c_in_its_retry_sleep_is_not_done_not_failed(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    """Catches the request cancelled by Ctrl-C reported as a failure ("the call ... was cancelled")."""
+    api.queue(Reply(503, {"detail": "busy"}, headers={"retry-after-ms": "5000"}))
+
+    def interrupt_when_asked() -> None:
+        deadline = time.monotonic() + 5
+        while not api.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # into the retry sleep
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_asked, daemon=True).start()
+    started = time.monotonic()
+    code, out, err = cli_run(api, capsys, "-m", "ep", "a fox", "--json")
+    assert code == 130 and time.monotonic() - started < 3  # the sleep woke at once
+    assert json.loads(out)["error"]["type"] == "NotDone" and "error:" not in err and "cancelled" not in err
+    assert len(api.requests) == 1
+
+
+def test_cli_a_token_refused_mid_batch_is_exit_3(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second of three requests gets a 401: catches exit 5 (some failed) where README promises 3."""
+    cli_route(monkeypatch, api, lambda seen: Reply(401, {"detail": "bad token"}) if "two" in cli_prompt(seen) else None)
+    (cli_env / "p.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
+    code, _, err = cli_run(api, capsys, "-m", "ep", "--prompts", "p.txt", "--concurrency", "1")
+    assert code == 3 and "1 of 3 requests succeeded, 1 failed, 1 not done" in err and len(api.requests) == 2
+
+
+def test_cli_json_to_a_pipe_closed_early_goes_on_quietly(api: FakeFriendli, tmp_path: pathlib.Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--json | head -1``: catches a BrokenPipeError traceback (exit 1) and the requests in flight dropped."""
+    normal, count = api.default, []
+
+    def later_ones_slow(seen: Seen) -> Reply:
+        reply = normal(seen)
+        count.append(1)
+        reply.delay = 0 if len(count) == 1 else 0.2  # the second record comes after the reader has gone
+        return reply
+
+    monkeypatch.setattr(api, "default", later_ones_slow)
+    proc = subprocess.Popen([sys.executable, str(CLI_MODULE), "--base-url", api.url, "-m", "ep", "a fox", "-n", "3",
+                             "--concurrency", "1", "--json", "-o", "out/"], cwd=tmp_path, env=cli_script_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = json.loads(proc.stdout.readline())
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(20)
+    finally:
+        proc.kill()
+    assert first["ok"] is True and proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err and "3 of 3 requests succeeded" in err
+    assert cli_files(tmp_path) == ["out/001-1234.png", "out/002-1234.png", "out/003-1234.png"]
+
+
+def test_cli_an_image_saved_before_another_failed_is_reported(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    """Two images, the second's file exists: catches the first written but not reported (a rerun then stops
+    on it)."""
+    api.queue(ok_json({"data": [png_item(seed=1), png_item(seed=2)]}))
+    (cli_env / "car-2.png").write_bytes(b"old")
+    code, out, err = cli_run(api, capsys, "-m", "ep", "a car", "-o", "car.png", "--json")
+    assert code == 1 and (cli_env / "car.png").read_bytes() == PNG and (cli_env / "car-2.png").read_bytes() == b"old"
+    assert "saved car.png (seed 1)" in err and "car-2.png" in err
+    record = json.loads(out)
+    assert record["ok"] is False and [image["path"] for image in record["images"]] == ["car.png"]
+
+
+def test_cli_a_bom_on_standard_input_is_not_part_of_the_first_prompt(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff# a comment\r\na fox\r\n"))
+    code, _, _ = cli_run(api, capsys, "-m", "ep", "--prompts", "-")
+    assert code == 0 and [cli_prompt(seen) for seen in api.requests] == ["a fox"]
+
+
+@pytest.mark.parametrize("output, files", [
+    ("run.v2/", ["run.v2/001-1234.png", "run.v2/002-1234.png"]),  # a directory, though its name has a suffix
+    ("new/.", ["new/001-1234.png", "new/002-1234.png"]),
+], ids=["dotted-directory", "ending-in-dot"])
+def test_cli_output_naming_a_directory_by_its_end(api: FakeFriendli, cli_env: pathlib.Path, capsys: Any,
+                                                  output: str, files: List[str]) -> None:
+    code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "2", "-o", output)
+    assert code == 0, err
+    assert cli_files(cli_env) == files
+
+
+def test_cli_one_request_into_a_path_ending_in_dot_is_a_directory(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    """Catches "-o new/." saved as new.png, and "-o new/.." sent and then refused as a directory."""
+    for output, expected in (("new/.", "new/1234.png"), ("new/..", "1234.png")):
+        code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-o", output)
+        assert code == 0 and (cli_env / expected).read_bytes() == PNG, err
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root writes anywhere; POSIX modes")
+def test_cli_a_directory_that_cannot_be_written_stops_the_run_before_sending(
+    api: FakeFriendli, cli_env: pathlib.Path, capsys: Any
+) -> None:
+    (cli_env / "locked").mkdir()
+    (cli_env / "locked").chmod(0o555)
+    try:
+        code, _, err = cli_run(api, capsys, "-m", "ep", "a fox", "-n", "3", "-o", "locked/")
+    finally:
+        (cli_env / "locked").chmod(0o755)
+    assert code == 2 and api.requests == [] and "cannot write to the directory" in err
 
 
 def test_cli_an_image_without_a_seed_into_a_directory_is_named_image(
