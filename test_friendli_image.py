@@ -7209,7 +7209,7 @@ def test_cli_script_exit_codes(api: FakeFriendli, tmp_path: pathlib.Path, args: 
 @pytest.fixture(scope="module")
 def cli_terminal_runs(shared_api: FakeFriendli,
                       tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Tuple[int, str, str, pathlib.Path]]:
-    """Runs with stderr on a terminal, side by side: one slow image (1 s); a batch of three (one fails, one
+    """Runs with stderr on a terminal, side by side: one slow image (0.8 s); a batch of three (one fails, one
     is retried once); and that batch with --json, stdout on the same terminal."""
     if sys.platform == "win32":
         pytest.skip("pseudo-terminals are POSIX")
@@ -7230,7 +7230,7 @@ def cli_terminal_runs(shared_api: FakeFriendli,
         if first:
             return Reply(503, {"detail": "busy"}, headers={"retry-after-ms": "100"})
         reply = normal(seen)
-        reply.delay = 1.0 if "slow" in prompt else 0.1
+        reply.delay = 0.8 if "slow" in prompt else 0.1  # the status line is drawn every 0.25 s: "1 s" by 0.75 s
         return reply
 
     single, batch = tmp_path_factory.mktemp("cli-tty-single"), tmp_path_factory.mktemp("cli-tty-batch")
@@ -7411,7 +7411,7 @@ def test_cli_json_to_a_pipe_closed_early_goes_on_quietly(api: FakeFriendli, tmp_
     def later_ones_slow(seen: Seen) -> Reply:
         reply = normal(seen)
         count.append(1)
-        reply.delay = 0 if len(count) == 1 else 0.2  # the second record comes after the reader has gone
+        reply.delay = 0 if len(count) == 1 else 0.1  # the second record comes after the reader has gone
         return reply
 
     monkeypatch.setattr(api, "default", later_ones_slow)
