@@ -1851,8 +1851,10 @@ class _CliReporter:
             left = f", {len(unfinished)} not done" if unfinished else ""
             self.say(f"{len(self.codes) - len(failed)} of {self.total} requests succeeded, {len(failed)} failed{left}"
                      f" in {time.monotonic() - self.started:.1f} s")
-        if _EXIT_AUTH in failed or (failed and len(failed) == len(self.codes)):
-            return _EXIT_AUTH if _EXIT_AUTH in failed else failed[0]  # the token refused, or the first failure
+        if _EXIT_AUTH in failed:
+            return _EXIT_AUTH  # the token was refused: the batch stopped there
+        if failed and len(failed) == len(self.codes):
+            return failed[0]  # all that ran failed: the first one says why
         return _EXIT_PARTIAL if failed or unfinished else 0
 
 
