@@ -5897,7 +5897,7 @@ def test_sync_friendli_default_policy_is_the_bounded_library_policy(api: FakeFri
     assert 8 <= info.value.attempts <= 25  # a one-hour budget would take ~70 attempts
 
 
-SDK_SLOW_ANSWER = 0.25  # seconds the server waits; short timeouts are 0.08 s
+SDK_SLOW_ANSWER = 0.2  # seconds the server waits; short timeouts are 0.08 s
 
 
 @pytest.mark.parametrize(
@@ -6786,7 +6786,7 @@ def test_cli_a_retry_in_a_batch_names_the_request(api: FakeFriendli, cli_env: pa
 
 
 @pytest.mark.parametrize("args, delay, code", [
-    (["--total-timeout", "0.5"], None, 4),  # a server that never answers
+    (["--total-timeout", "0.3"], None, 4),  # a server that never answers
     (["--total-timeout", "3"], 0.1, 0),  # a slow answer within the budget
     (["--timeout", "0.2", "--no-retries"], 2.0, 4),  # one attempt's limit
     (["--timeout", "2"], 0.1, 0),
@@ -7313,7 +7313,7 @@ def test_cli_ctrl_c_during_a_batch(api: FakeFriendli, tmp_path: pathlib.Path, mo
                                    twice: bool) -> None:
     """Ctrl-C: the requests in flight finish (their images kept) and no other is sent; a second Ctrl-C quits."""
     normal = api.default
-    delay = 5.0 if twice else 0.6  # long enough that no request ends before the signal, even on a busy machine
+    delay = 5.0 if twice else 0.4  # long enough that no request ends before the signal, even on a busy machine
 
     def slow(seen: Seen) -> Reply:
         reply = normal(seen)
