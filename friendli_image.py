@@ -989,7 +989,6 @@ class _Transport:
         stopped: Optional[BaseException] = None
         try:
             for _hop in range(_MAX_REDIRECTS + 1):
-                secrets, deadline.sent = _secrets(url, *credentials), False
                 request = urllib.request.Request(url, data=body, headers=headers, method=method)
                 request.deadline, request.tls = deadline, self.ssl_context  # type: ignore  # read by _Connection
                 if secret:
@@ -1009,6 +1008,7 @@ class _Transport:
                 if not (_is_http_url(url) and url.isascii()):
                     outcome = _Outcome(url, error=APIConnectionError, message="a redirect to a URL that cannot be sent")
                     break
+                secrets, deadline.sent = _secrets(url, *credentials), False  # the next hop's, not sent yet
             else:
                 outcome = _Outcome(url, error=APIConnectionError, message=f"more than {_MAX_REDIRECTS} redirects")
         except Exception as exc:  # urllib, http.client, socket, ssl: described without the token or a query
@@ -1111,6 +1111,9 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
     """``text`` without ``secrets``, also where JSON escapes spell them (servers and proxies sometimes echo a
     request back, and JSON may write any character as ``\\u0041``, and / as ``\\/``)."""
     for secret in secrets:
+        text = text.replace(secret, "[REDACTED]")
+        if "\\" not in text:  # no escape to spell it with: the common case, on every answer's headers
+            continue
         pattern = ""
         for char in secret:  # the character itself, its \uXXXX escape, or a backslash before / " or \
             after_backslash = "|\\\\" + re.escape(char) if char in '/"\\' else ""
